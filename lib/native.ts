@@ -1,0 +1,76 @@
+/**
+ * Native (C heap) memory: aligned allocation and views created once over it.
+ *
+ * @module
+ */
+import { libc } from "../ffi/libc.ts";
+import { UringError } from "./uring_error.ts";
+
+/** A block of native memory from `posix_memalign`, with one ArrayBuffer over it. */
+export interface NativeBlock {
+  /** The pointer as Deno sees it. */
+  readonly pointer: Deno.PointerObject;
+  /** The numeric address, for writing into SQEs and iovecs. */
+  readonly address: number;
+  /** Length in bytes. */
+  readonly byteLength: number;
+  /** A (non-copying) ArrayBuffer over the whole block. */
+  readonly buffer: ArrayBuffer;
+}
+
+/**
+ * Allocates `size` bytes aligned to `align` with `posix_memalign`, zero-filled.
+ *
+ * @param size Bytes to allocate (> 0).
+ * @param align Alignment, a power of two (default 4096).
+ * @returns The block; release it with {@linkcode freeNative}.
+ * @throws {UringError} ENOMEM when the allocation fails.
+ * @example
+ * ```ts ignore
+ * const block = allocNative(1 << 20);
+ * freeNative(block);
+ * ```
+ */
+export function allocNative(size: number, align = 4096): NativeBlock {
+  const out = new BigUint64Array(1);
+  const rc = libc().posix_memalign(new Uint8Array(out.buffer), BigInt(align), BigInt(size));
+  if (rc !== 0) throw new UringError("posix_memalign", rc, `Cannot allocate ${size} bytes`);
+  const pointer = Deno.UnsafePointer.create(out[0])!;
+  libc().memset(pointer, 0, BigInt(size));
+  return {
+    pointer,
+    address: Number(out[0]),
+    byteLength: size,
+    buffer: Deno.UnsafePointerView.getArrayBuffer(pointer, size),
+  };
+}
+
+/**
+ * Frees a block from {@linkcode allocNative}.
+ *
+ * @param block The block.
+ * @example
+ * ```ts ignore
+ * freeNative(allocNative(4096));
+ * ```
+ */
+export function freeNative(block: NativeBlock): void {
+  libc().free(block.pointer);
+}
+
+/**
+ * A view over `length` bytes of native memory at `address` (e.g. kernel ring memory).
+ *
+ * @param address Numeric address.
+ * @param length Bytes.
+ * @returns An ArrayBuffer that does not copy.
+ * @example
+ * ```ts ignore
+ * const head = new Uint32Array(nativeView(addr, 4));
+ * ```
+ */
+export function nativeView(address: number | bigint, length: number): ArrayBuffer {
+  const p = Deno.UnsafePointer.create(BigInt(address));
+  if (!p) throw new RangeError(`Null native address for a ${length}-byte view`);
+  return Deno.UnsafePointerView.getArrayBuffer(p, length);
+}
