@@ -50,6 +50,7 @@ export const O = {
   CREAT: 0o100,
   EXCL: 0o200,
   TRUNC: 0o1000,
+  NONBLOCK: 0o4000,
   DIRECT: 0o40000,
   CLOEXEC: 0o2000000,
 } as const;
