@@ -1,0 +1,90 @@
+/**
+ * What the copy engine needs from a device: read, write, zero and flush, each resolving with
+ * bytes done or a negative errno (never rejecting). The local backend runs them on the
+ * client's ring; remote backends implement the same interface in their own files.
+ *
+ * @module
+ */
+import { Falloc } from "../ffi/abi.ts";
+import type { Device } from "./device.ts";
+import { Errno } from "./errno.ts";
+import type { Ring } from "./ring.ts";
+import {
+  prepFallocate,
+  prepFsync,
+  prepRead,
+  prepReadFixed,
+  prepWrite,
+  prepWriteFixed,
+} from "./sqe.ts";
+
+/** Device operations as the copy engine sees them. Offsets and lengths are in bytes. */
+export interface Endpoint {
+  /** Reads into native memory; resolves with bytes read or -errno. */
+  read(address: number, length: number, offset: number): Promise<number>;
+  /** Writes from native memory; resolves with bytes written or -errno. */
+  write(address: number, length: number, offset: number): Promise<number>;
+  /** Zeroes a range without data transfer; -EOPNOTSUPP when the device cannot. */
+  zero(offset: number, length: number): Promise<number>;
+  /** Makes written data durable; resolves with 0 or -errno. */
+  flush(): Promise<number>;
+}
+
+/** A local device driven through a ring; fixed-buffer I/O when the pool is registered. */
+export class LocalEndpoint implements Endpoint {
+  readonly #ring: Ring;
+  readonly #fd: number;
+  readonly #fixed: { start: number; end: number } | undefined;
+  #zeroUnsupported = false;
+
+  /**
+   * @param ring The client's ring.
+   * @param device The open device.
+   * @param fixed The registered buffer (index 0) range, if any.
+   */
+  constructor(ring: Ring, device: Device, fixed?: { start: number; end: number }) {
+    this.#ring = ring;
+    this.#fd = device.fd;
+    this.#fixed = fixed;
+  }
+
+  #io(prep: (sqe: import("./sqe.ts").Sqe) => void): Promise<number> {
+    return new Promise((resolve) => this.#ring.queue(prep, resolve));
+  }
+
+  #isFixed(address: number, length: number): boolean {
+    const f = this.#fixed;
+    return f !== undefined && address >= f.start && address + length <= f.end;
+  }
+
+  read(address: number, length: number, offset: number): Promise<number> {
+    const fd = this.#fd;
+    return this.#isFixed(address, length)
+      ? this.#io((s) => prepReadFixed(s, fd, address, length, offset, 0))
+      : this.#io((s) => prepRead(s, fd, address, length, offset));
+  }
+
+  write(address: number, length: number, offset: number): Promise<number> {
+    const fd = this.#fd;
+    return this.#isFixed(address, length)
+      ? this.#io((s) => prepWriteFixed(s, fd, address, length, offset, 0))
+      : this.#io((s) => prepWrite(s, fd, address, length, offset));
+  }
+
+  async zero(offset: number, length: number): Promise<number> {
+    if (this.#zeroUnsupported) return -Errno.EOPNOTSUPP;
+    const fd = this.#fd;
+    const mode = Falloc.ZERO_RANGE | Falloc.KEEP_SIZE;
+    const res = await this.#io((s) => prepFallocate(s, fd, mode, offset, length));
+    if (res === -Errno.EOPNOTSUPP || res === -Errno.EINVAL || res === -38 /* ENOSYS */) {
+      this.#zeroUnsupported = true;
+      return -Errno.EOPNOTSUPP;
+    }
+    return res === 0 ? length : res;
+  }
+
+  flush(): Promise<number> {
+    const fd = this.#fd;
+    return this.#io((s) => prepFsync(s, fd));
+  }
+}
