@@ -22,6 +22,8 @@
 export { KcopydClient } from "./lib/client.ts";
 export { Device, DeviceError, openDevice } from "./lib/device.ts";
 export type { OpenDeviceOptions } from "./lib/device.ts";
+export type { BlockDevice } from "./lib/block_device.ts";
+export type { Endpoint } from "./lib/endpoint.ts";
 export { Throttle } from "./lib/throttle.ts";
 export type { ThrottleOptions } from "./lib/throttle.ts";
 export { KcopydFlags } from "./lib/types.ts";

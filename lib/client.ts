@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type { Device } from "./device.ts";
-import { type Endpoint, LocalEndpoint } from "./endpoint.ts";
+import type { BlockDevice } from "./block_device.ts";
+import type { Endpoint } from "./endpoint.ts";
 import { Job, type JobEngine } from "./job.ts";
 import { allocNative, freeNative, type NativeBlock } from "./native.ts";
 import { PAGE_SIZE, PagePool } from "./page_pool.ts";
@@ -50,7 +50,7 @@ export class KcopydClient implements AsyncDisposable {
   readonly #pool: PagePool;
   readonly #zero: NativeBlock;
   readonly #engine: JobEngine;
-  readonly #endpoints = new WeakMap<Device, Endpoint>();
+  readonly #endpoints = new WeakMap<BlockDevice, Endpoint>();
   readonly #jobs = new Set<Promise<unknown>>();
   readonly #active = new Set<Job>();
   #destroying: Promise<void> | undefined;
@@ -92,7 +92,7 @@ export class KcopydClient implements AsyncDisposable {
       endpoint(range: Range): Endpoint {
         let ep = endpoints.get(range.device);
         if (!ep) {
-          ep = new LocalEndpoint(ring, range.device, fixed);
+          ep = range.device.endpoint(ring, fixed);
           endpoints.set(range.device, ep);
         }
         return ep;

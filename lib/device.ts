@@ -5,7 +5,10 @@
  * @module
  */
 import { cString, errno, Ioctl, libc, O, S, STAT, strerror } from "../ffi/libc.ts";
+import type { BlockDevice } from "./block_device.ts";
+import { type Endpoint, LocalEndpoint } from "./endpoint.ts";
 import { errnoName } from "./errno.ts";
+import type { Ring } from "./ring.ts";
 
 /** Options for {@linkcode openDevice}. */
 export interface OpenDeviceOptions {
@@ -49,7 +52,7 @@ export class DeviceError extends Error {
  * console.log(dev.sizeSectors, dev.logicalBlockSize, dev.direct);
  * ```
  */
-export class Device implements AsyncDisposable {
+export class Device implements BlockDevice {
   /** Always `"local"` (remote backends have their own kinds). */
   readonly kind = "local" as const;
   /** The path as given. */
@@ -112,6 +115,17 @@ export class Device implements AsyncDisposable {
   /** True after `close()`. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * I/O on this device through a ring (fixed-buffer I/O inside `fixed`).
+   *
+   * @param ring The client's ring.
+   * @param fixed The address range of the ring's registered buffer 0, if any.
+   * @returns The endpoint.
+   */
+  endpoint(ring: Ring, fixed?: { start: number; end: number }): Endpoint {
+    return new LocalEndpoint(ring, this, fixed);
   }
 
   /** Closes the file descriptor. Safe to call twice. */

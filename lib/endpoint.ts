@@ -6,7 +6,6 @@
  * @module
  */
 import { Falloc } from "../ffi/abi.ts";
-import type { Device } from "./device.ts";
 import { Errno } from "./errno.ts";
 import type { Ring } from "./ring.ts";
 import {
@@ -42,7 +41,7 @@ export class LocalEndpoint implements Endpoint {
    * @param device The open device.
    * @param fixed The registered buffer (index 0) range, if any.
    */
-  constructor(ring: Ring, device: Device, fixed?: { start: number; end: number }) {
+  constructor(ring: Ring, device: { fd: number }, fixed?: { start: number; end: number }) {
     this.#ring = ring;
     this.#fd = device.fd;
     this.#fixed = fixed;

@@ -3,13 +3,13 @@
  *
  * @module
  */
-import { Device } from "./device.ts";
+import type { BlockDevice } from "./block_device.ts";
 import type { IoRegion, SectorValue } from "./types.ts";
 import { KcopydFlags } from "./types.ts";
 
 /** A checked region: sectors as bigint, bytes as safe integers. */
 export interface Range {
-  readonly device: Device;
+  readonly device: BlockDevice;
   readonly sector: bigint;
   readonly count: bigint;
   /** Byte offset on the device. */
@@ -34,9 +34,9 @@ function toSector(value: unknown, what: string): bigint {
   throw new TypeError(`${what} must be a bigint or a number: got ${typeof value}`);
 }
 
-function isDevice(value: unknown): value is Device {
-  return value instanceof Device ||
-    (typeof value === "object" && value !== null && "sizeSectors" in value && "kind" in value);
+function isDevice(value: unknown): value is BlockDevice {
+  return typeof value === "object" && value !== null && "sizeSectors" in value &&
+    "endpoint" in value && typeof (value as BlockDevice).endpoint === "function";
 }
 
 /**

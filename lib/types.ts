@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Device } from "./device.ts";
+import type { BlockDevice } from "./block_device.ts";
 import type { Throttle } from "./throttle.ts";
 
 /** Job flags, as in the kernel's `dm-kcopyd`; combine with `|`. */
@@ -20,7 +20,7 @@ export type SectorValue = bigint | number;
 /** A range of 512-byte sectors on a device (the kernel's `dm_io_region`). */
 export interface IoRegion {
   /** The device, from `openDevice()`. */
-  device: Device;
+  device: BlockDevice;
   /** First sector (512-byte units). */
   sector: SectorValue;
   /** Number of sectors. On a copy destination it may be omitted: it takes the source's. */
