@@ -64,6 +64,7 @@ export class KcopydClient implements AsyncDisposable {
       entries: options.ringEntries,
       cqEntries: Math.max(options.queueDepth, options.ringEntries),
       waitBatch: options.waitBatch,
+      waitMode: options.waitMode,
     });
     try {
       this.#pool = new PagePool(options.pages);
@@ -120,6 +121,7 @@ export class KcopydClient implements AsyncDisposable {
         queueDepth: positiveInt(options.queueDepth ?? 4096, "queueDepth", 1, 65536),
         fixedBuffers: options.fixedBuffers ?? true,
         waitBatch: positiveInt(options.waitBatch ?? 1, "waitBatch", 1, 4096),
+        waitMode: options.waitMode ?? "worker",
       };
       if (o.subJobSize % PAGE_SIZE !== 0) {
         throw new RangeError(`subJobSize must be a multiple of 4096 bytes: got ${o.subJobSize}`);

@@ -28,6 +28,7 @@ import { Errno } from "./errno.ts";
 import { allocNative, freeNative, type NativeBlock, nativeView } from "./native.ts";
 import { opName, prepCancelAny, type Sqe, sqeOpcode, sqeSetFlags } from "./sqe.ts";
 import { UringError } from "./uring_error.ts";
+import { setImmediate } from "node:timers";
 
 /** Fills one SQE. Called when the entry is available (at once, or later if the ring is full). */
 export type Prep = (sqe: Sqe) => void;
@@ -49,6 +50,16 @@ export interface RingOptions {
   waitBatch?: number;
   /** Timeout for batched waits in microseconds. Default 200. */
   waitTimeoutUs?: number;
+  /**
+   * Where to wait for completions. `"worker"` (default): a nonblocking FFI call on a worker
+   * thread; the event loop stays free. `"inline"`: a synchronous wait of at most
+   * `inlineWaitUs` on the JS thread, then a yield to the event loop. Inline waits cost
+   * microseconds instead of tens of microseconds, but block the event loop while they last:
+   * for programs that have nothing else to do, such as the CLI.
+   */
+  waitMode?: "worker" | "inline";
+  /** Longest synchronous wait in inline mode, in microseconds. Default 2000. */
+  inlineWaitUs?: number;
 }
 
 /** Counters for batching: how many syscalls served how many operations. */
@@ -103,6 +114,7 @@ export class Ring implements AsyncDisposable {
   readonly #cqes: DataView;
   readonly #sqe: Sqe;
   readonly #waitBatch: number;
+  readonly #inlineTs: Deno.PointerObject | null;
 
   #sqeTail = 0;
   #unsubmitted = 0;
@@ -122,7 +134,13 @@ export class Ring implements AsyncDisposable {
   readonly #resValues: Int32Array;
   readonly #resFlags: Uint32Array;
 
-  private constructor(lib: Liburing, mem: NativeBlock, waitBatch: number, timeoutUs: number) {
+  private constructor(
+    lib: Liburing,
+    mem: NativeBlock,
+    waitBatch: number,
+    timeoutUs: number,
+    inlineUs: number | undefined,
+  ) {
     this.#lib = lib;
     this.#mem = mem;
     this.#ring = mem.pointer;
@@ -159,6 +177,13 @@ export class Ring implements AsyncDisposable {
     } else {
       this.#timespec = null;
     }
+    if (canTimeout && inlineUs !== undefined) {
+      dv.setBigInt64(tsOff + 16, BigInt(Math.floor(inlineUs / 1e6)), true);
+      dv.setBigInt64(tsOff + 24, BigInt((inlineUs % 1e6) * 1000), true);
+      this.#inlineTs = Deno.UnsafePointer.offset(this.#ring, tsOff + 16);
+    } else {
+      this.#inlineTs = null;
+    }
 
     this.#dones = new Array(this.cqEntries).fill(undefined);
     this.#free = [];
@@ -191,8 +216,8 @@ export class Ring implements AsyncDisposable {
     }
     const cqRounded = 2 ** Math.ceil(Math.log2(cqEntries));
     const afterRing = RING.size + (8 - (RING.size % 8)) % 8;
-    const mem = allocNative(afterRing + cqRounded * 8 + TIMESPEC_SIZE + PARAMS_SIZE, 64);
-    const paramsOff = afterRing + cqRounded * 8 + TIMESPEC_SIZE;
+    const mem = allocNative(afterRing + cqRounded * 8 + 2 * TIMESPEC_SIZE + PARAMS_SIZE, 64);
+    const paramsOff = afterRing + cqRounded * 8 + 2 * TIMESPEC_SIZE;
     const params = Deno.UnsafePointer.offset(mem.pointer, paramsOff)!;
     const pv = new DataView(mem.buffer, paramsOff, PARAMS_SIZE);
     const base = SetupFlag.CQSIZE | (options.flags ?? 0);
@@ -209,7 +234,18 @@ export class Ring implements AsyncDisposable {
       freeNative(mem);
       throw new UringError("io_uring_queue_init", -rc, "Cannot set up an io_uring");
     }
-    return new Ring(lib, mem, options.waitBatch ?? 1, options.waitTimeoutUs ?? 200);
+    const mode = options.waitMode ?? "worker";
+    if (mode !== "worker" && mode !== "inline") {
+      freeNative(mem);
+      throw new TypeError(`Ring waitMode must be "worker" or "inline": got ${mode}`);
+    }
+    return new Ring(
+      lib,
+      mem,
+      options.waitBatch ?? 1,
+      options.waitTimeoutUs ?? 200,
+      mode === "inline" ? options.inlineWaitUs ?? 2000 : undefined,
+    );
   }
 
   /** Operations prepared or in flight. */
@@ -498,6 +534,7 @@ export class Ring implements AsyncDisposable {
   }
 
   async #runPump(): Promise<void> {
+    if (this.#inlineTs) return this.#runInlinePump(this.#inlineTs);
     const lib = this.#lib;
     while (this.#used > 0) {
       if (this.#unsubmitted > 0) this.#submitNow();
@@ -518,6 +555,26 @@ export class Ring implements AsyncDisposable {
       this.#reap();
       this.#drainQueue();
       this.#submitNow();
+    }
+  }
+
+  /** Bounded synchronous waits on the JS thread, with a yield to the event loop after each. */
+  async #runInlinePump(ts: Deno.PointerObject): Promise<void> {
+    const lib = this.#lib;
+    while (this.#used > 0) {
+      if (this.#unsubmitted > 0) this.#submitNow();
+      if (this.#reap() === 0) {
+        const rc = lib.io_uring_wait_cqes(this.#ring, this.#cqePtrs, 1, ts, null);
+        this.stats.waits++;
+        if (rc < 0 && rc !== -Errno.ETIME && rc !== -Errno.EINTR && rc !== -Errno.EAGAIN) {
+          this.#failAll(-rc);
+          return;
+        }
+        this.#reap();
+      }
+      this.#drainQueue();
+      // Let promise chains run (they queue the next SQEs), and timers and signals too.
+      await new Promise((resolve) => setImmediate(resolve));
     }
   }
 

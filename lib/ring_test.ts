@@ -272,3 +272,35 @@ Deno.test("an idle ring does not keep the process alive", async () => {
   assert.equal(out.code, 0, "exits by itself with an unclosed but idle ring");
   assert.equal(new TextDecoder().decode(out.stdout).trim(), "0");
 });
+
+Deno.test("inline wait mode completes a NOP storm and real reads, and keeps timers running", async () => {
+  await using ring = Ring.create({ entries: 32, waitMode: "inline", inlineWaitUs: 500 });
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  const N = 50_000;
+  const results = await Promise.all(
+    Array.from({ length: N }, () => ring.run((sqe) => prepNop(sqe))),
+  );
+  assert.equal(results.length, N);
+  assert.ok(results.every((r) => r === 0));
+  const path = await tempFile(0);
+  const data = new Uint8Array(1 << 20);
+  randomFillSync(data);
+  await Deno.writeFile(path, data);
+  using pool = new BufferPool(16, 65536);
+  const fd = openFd(path, O.RDONLY | O.DIRECT);
+  try {
+    const n = await Promise.all(Array.from({ length: 16 }, (_, i) => {
+      const b = pool.get(i);
+      return ring.run((s) => prepRead(s, fd, b.address, 65536, i * 65536));
+    }));
+    assert.ok(n.every((x) => x === 65536));
+    assert.deepEqual(pool.bytes, data);
+    await new Promise((r) => setTimeout(r, 5));
+    assert.ok(ticks > 0, "the event loop still runs timers");
+  } finally {
+    clearInterval(timer);
+    libc().close(fd);
+    await Deno.remove(path);
+  }
+});

@@ -84,4 +84,9 @@ export interface ClientOptions {
   fixedBuffers?: boolean;
   /** Completions to wait for at once (see `RingOptions.waitBatch`). Default 1. */
   waitBatch?: number;
+  /**
+   * `"worker"` (default) waits for completions off the JS thread; `"inline"` waits on it in
+   * short bounded slices, faster for programs with nothing else to do (see `RingOptions`).
+   */
+  waitMode?: "worker" | "inline";
 }
