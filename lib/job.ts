@@ -140,10 +140,11 @@ export class Job {
     const ep = this.#engine.endpoint(source);
     const r = await this.#readFull(ep, run.address, len, source.offset + off);
     let readFailed = false;
-    if (r.res < 0) {
+    // A failed read may be a merged request that also covered good sectors: only the logical
+    // blocks that fail again on their own count as unreadable.
+    if (r.res < 0 && await this.#locateBadSectors(ep, source, run, off, r.done, len) > 0) {
       readFailed = true;
       this.#readErr = true;
-      await this.#locateBadSectors(ep, source, run, off, r.done, len);
       if (!this.#ignore) this.#stop(idx);
     }
     const skip = readFailed && !this.#ignore;
@@ -192,7 +193,10 @@ export class Job {
 
   /**
    * A read failed after `done` good bytes: find the unreadable logical blocks by bisection,
-   * zero them in the buffer, and report them.
+   * zero them in the buffer, and report them. The halves are read one after the other so the
+   * block layer cannot merge them into one failing request again.
+   *
+   * @returns The number of unreadable bytes found.
    */
   async #locateBadSectors(
     ep: Endpoint,
@@ -201,7 +205,7 @@ export class Job {
     off: number,
     done: number,
     len: number,
-  ): Promise<void> {
+  ): Promise<number> {
     const lbs = source.device.logicalBlockSize;
     const bad: [number, number, number][] = [];
     const scan = async (start: number, end: number): Promise<void> => {
@@ -218,11 +222,10 @@ export class Job {
         return;
       }
       const mid = s + Math.max(1, Math.floor((end - s) / lbs / 2)) * lbs;
-      await Promise.all([scan(s, mid), scan(mid, end)]);
+      await scan(s, mid);
+      await scan(mid, end);
     };
-    const from = Math.floor(done / lbs) * lbs;
-    if (len - from <= lbs) bad.push([from, len - from, -Errno.EIO]);
-    else await scan(from, len);
+    await scan(Math.floor(done / lbs) * lbs, len);
     bad.sort((a, b) => a[0] - b[0]);
     let cur: [number, number, number] | undefined;
     const flush = () => {
@@ -234,7 +237,9 @@ export class Job {
         code: errnoName(-cur[2]),
       });
     };
+    let total = 0;
     for (const b of bad) {
+      total += b[1];
       if (cur && cur[0] + cur[1] === b[0] && cur[2] === b[2]) cur[1] += b[1];
       else {
         flush();
@@ -242,6 +247,7 @@ export class Job {
       }
     }
     flush();
+    return total;
   }
 
   async #readFull(ep: Endpoint, addr: number, len: number, offset: number): Promise<Outcome> {
