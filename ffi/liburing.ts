@@ -62,6 +62,12 @@ export type Liburing = Deno.DynamicLibrary<typeof symbols>["symbols"];
 export class LiburingLoadError extends Error {
   /** The path or soname that was tried. */
   readonly path: string;
+  /**
+   * Creates the error.
+   *
+   * @param path The library path that failed to load.
+   * @param cause The loader's error.
+   */
   constructor(path: string, cause: unknown) {
     super(
       `Cannot load liburing from "${path}": install it with "apt-get install liburing2" ` +

@@ -47,6 +47,8 @@ export class BufferPool implements Disposable {
   #closed = false;
 
   /**
+   * Allocates the pool.
+   *
    * @param count Number of buffers (> 0).
    * @param bufferSize Size of each buffer in bytes, a multiple of the alignment.
    * @param options Alignment.

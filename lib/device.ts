@@ -31,6 +31,8 @@ export class DeviceError extends Error {
   readonly code: string;
 
   /**
+   * Creates the error.
+   *
    * @param path The path.
    * @param code The errno name.
    * @param message The full message.
@@ -84,7 +86,11 @@ export class Device implements BlockDevice {
   readonly id: string;
   #closed = false;
 
-  /** @internal Use {@linkcode openDevice}. */
+  /**
+   * Wraps an open descriptor; use {@linkcode openDevice} instead.
+   *
+   * @param init What `openDevice` learned about the device.
+   */
   constructor(init: {
     path: string;
     fd: number;

@@ -37,6 +37,8 @@ export class LocalEndpoint implements Endpoint {
   #zeroUnsupported = false;
 
   /**
+   * Binds a device to a ring.
+   *
    * @param ring The client's ring.
    * @param device The open device.
    * @param fixed The registered buffer (index 0) range, if any.

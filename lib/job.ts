@@ -56,6 +56,8 @@ export class Job {
   bytesDone = 0;
 
   /**
+   * Prepares a job; nothing runs until `run()`.
+   *
    * @param engine The client's shared parts.
    * @param source The source range (copy), or undefined (zero).
    * @param dests Destination ranges.

@@ -50,6 +50,8 @@ export class PagePool implements Disposable {
   #closed = false;
 
   /**
+   * Allocates the pool.
+   *
    * @param pages Number of 4 KiB pages (> 0).
    */
   constructor(pages: number) {

@@ -37,6 +37,8 @@ export class Throttle {
   #windowStart = 0;
 
   /**
+   * Creates a throttle.
+   *
    * @param options The limits.
    * @throws {RangeError} For a percent outside 1-100 or a non-positive rate.
    */

@@ -27,6 +27,8 @@ export class UringError extends Error {
   readonly op: string;
 
   /**
+   * Creates the error from a failed operation.
+   *
    * @param op The failed operation's name.
    * @param errno The positive errno value.
    * @param detail Optional words placed before the system message.

@@ -1,0 +1,99 @@
+/**
+ * Sizes and sector counts as people type them: `2048` (sectors), `512K`, `4MiB`, `1GB`, `512B`.
+ *
+ * @module
+ */
+import { UsageError } from "./usage_error.ts";
+
+const UNITS: Record<string, bigint> = {
+  B: 1n,
+  k: 1024n,
+  K: 1024n,
+  KiB: 1024n,
+  M: 1024n ** 2n,
+  MiB: 1024n ** 2n,
+  G: 1024n ** 3n,
+  GiB: 1024n ** 3n,
+  T: 1024n ** 4n,
+  TiB: 1024n ** 4n,
+  kB: 1000n,
+  KB: 1000n,
+  MB: 1000n ** 2n,
+  GB: 1000n ** 3n,
+  TB: 1000n ** 4n,
+};
+
+const SIZE = /^(\d+)([A-Za-z]*)$/;
+
+/**
+ * Parses a size with a unit into bytes; a plain number means `plain` units (bytes or sectors).
+ *
+ * @param text What was typed.
+ * @param what How to name it in an error, e.g. `"--memory"`.
+ * @param plain Bytes per unit of a plain number (1 for byte options, 512 for sectors).
+ * @returns Bytes.
+ * @throws {UsageError} For anything else.
+ */
+export function parseBytes(text: string, what: string, plain = 1n): bigint {
+  const m = SIZE.exec(text.trim());
+  if (!m) {
+    throw new UsageError(
+      `${what}: "${text}" is not a size: use a number with an optional unit (B, K, KiB, M, MiB, G, GiB, T, TiB, KB, MB, GB, TB)`,
+    );
+  }
+  const [, digits, unit] = m;
+  if (unit === "") return BigInt(digits) * plain;
+  const mult = UNITS[unit];
+  if (mult === undefined) {
+    throw new UsageError(
+      `${what}: unknown unit "${unit}" in "${text}": use B, K, KiB, M, MiB, G, GiB, T, TiB, KB, MB, GB or TB`,
+    );
+  }
+  return BigInt(digits) * mult;
+}
+
+/**
+ * Parses a sector position or count: a plain number is 512-byte sectors, a number with a unit
+ * is bytes and must be whole sectors.
+ *
+ * @param text What was typed.
+ * @param what How to name it in an error.
+ * @returns Sectors.
+ * @throws {UsageError} For a malformed value or one that is not whole sectors.
+ */
+export function parseSectors(text: string, what: string): bigint {
+  const bytes = parseBytes(text, what, 512n);
+  if (bytes % 512n !== 0n) {
+    throw new UsageError(
+      `${what}: "${text}" is ${bytes} bytes, not a whole number of 512-byte sectors`,
+    );
+  }
+  return bytes / 512n;
+}
+
+/** True when `text` parses as a sector value. */
+export function isSectorValue(text: string): boolean {
+  try {
+    parseSectors(text, "");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Formats bytes for people: `1.50 GiB`, `512 KiB`, `100 B`.
+ *
+ * @param bytes A byte count.
+ * @returns The text.
+ */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = bytes;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[i]}`;
+}
