@@ -60,6 +60,7 @@ export const Ioctl = {
   BLKGETSIZE64: 0x80081272n,
   BLKSSZGET: 0x1268n,
   BLKPBSZGET: 0x127bn,
+  BLKROGET: 0x125en,
 } as const;
 
 /** `struct stat` layout on x86_64 glibc. */

@@ -262,6 +262,15 @@ function openDeviceSync(path: string, options: OpenDeviceOptions): Device {
       throw failure(path, e, what);
     }
     sizeBytes = ov.getBigUint64(0, true);
+    if (write && c.ioctl(fd, Ioctl.BLKROGET, out) === 0 && ov.getInt32(0, true) !== 0) {
+      c.close(fd);
+      throw new DeviceError(
+        path,
+        "EROFS",
+        `Cannot open "${path}" ${what}: the block device is read-only (EROFS); ` +
+          `make it writable (e.g. blockdev --setrw) or choose another destination`,
+      );
+    }
     if (c.ioctl(fd, Ioctl.BLKSSZGET, out) === 0) logical = ov.getInt32(0, true);
     if (c.ioctl(fd, Ioctl.BLKPBSZGET, out) === 0) physical = ov.getUint32(0, true);
     id = `blk:${sv.getBigUint64(STAT.rdev, true)}`;

@@ -1,10 +1,9 @@
 // The demo: makes its own devices, copies a source to two mirrors, verifies them by hash,
 // zeroes a range, prints a summary with throughput, and cleans up (also on Ctrl-C).
 import { createHash, randomFillSync } from "node:crypto";
-import { type Device, KcopydClient, openDevice } from "../mod.ts";
+import { main as kcopyd } from "../cli.ts";
 
 const SIZE = 256 << 20; // bytes per device
-const created: string[] = [];
 const loops: string[] = [];
 let dir = "";
 
@@ -59,16 +58,15 @@ async function main(): Promise<void> {
   });
   const files = ["source.img", "mirror-a.img", "mirror-b.img"].map((n) => `${dir}/${n}`);
   const data = new Uint8Array(1 << 20);
-  using src = await Deno.open(files[0], { write: true, create: true });
+  using out = await Deno.open(files[0], { write: true, create: true });
   for (let i = 0; i < SIZE; i += data.length) {
     randomFillSync(data);
-    await src.write(data);
+    await out.write(data);
   }
   for (const f of files.slice(1)) {
     await Deno.writeFile(f, new Uint8Array(0));
     await Deno.truncate(f, SIZE);
   }
-  created.push(...files);
   let paths = files;
   if (await useLoops()) {
     paths = [];
@@ -82,47 +80,38 @@ async function main(): Promise<void> {
     console.log(`devices: image files in ${dir} (run as root to use loop devices)`);
   }
 
-  const devices: Device[] = [await openDevice(paths[0])];
-  for (const p of paths.slice(1)) devices.push(await openDevice(p, { write: true }));
-  try {
-    await using kc = await KcopydClient.create({ waitMode: "inline" });
-    const sectors = BigInt(SIZE / 512);
-    let t = performance.now();
-    const r = await kc.copy({ device: devices[0], sector: 0n, count: sectors }, [
-      { device: devices[1], sector: 0n },
-      { device: devices[2], sector: 0n },
-    ], { flush: true });
-    const copyMs = performance.now() - t;
+  // The same command a person would type, with its progress bar when stderr is a terminal.
+  const src = paths[0];
+  let t = performance.now();
+  let code = await kcopyd(["copy", src, paths[1], paths[2], "--flush"]);
+  const copyMs = performance.now() - t;
+  if (code !== 0) throw new Error(`kcopyd copy failed with exit code ${code}`);
+  console.log(
+    `copy:   ${SIZE >> 20} MiB → 2 mirrors, ${gib(SIZE, copyMs)} (read once, written twice)`,
+  );
+  code = await kcopyd(["verify", src, paths[1], paths[2]]);
+  if (code !== 0) throw new Error("a mirror differs from the source");
+  const want = await hashRange(files[0], 0, SIZE);
+  for (const f of files.slice(1)) {
+    const got = await hashRange(f, 0, SIZE);
     console.log(
-      `copy:   ${SIZE >> 20} MiB → 2 mirrors in ${copyMs.toFixed(0)} ms ` +
-        `(${
-          gib(SIZE, copyMs)
-        } read once, written twice); readErr=${r.readErr} writeErr=${r.writeErr}`,
+      `sha256: ${f.split("/").pop()} ${got.slice(0, 16)}… ${
+        got === want ? "matches the source" : "DIFFERS"
+      }`,
     );
-    const want = await hashRange(files[0], 0, SIZE);
-    for (const f of files.slice(1)) {
-      const got = await hashRange(f, 0, SIZE);
-      console.log(
-        `verify: ${f.split("/").pop()} sha256 ${got.slice(0, 16)}… ${
-          got === want ? "matches" : "DIFFERS"
-        }`,
-      );
-      if (got !== want) throw new Error("mirror differs from source");
-    }
-    t = performance.now();
-    const z = await kc.zero([{ device: devices[1], sector: 2048n, count: 8192n }]);
-    const zeroMs = performance.now() - t;
-    const zeroed = await hashRange(files[1], 2048 * 512, 8192 * 512);
-    const zeros = createHash("sha256").update(new Uint8Array(8192 * 512)).digest("hex");
-    console.log(
-      `zero:   4 MiB at sector 2048 of mirror-a in ${zeroMs.toFixed(1)} ms; ` +
-        `${zeroed === zeros && z.writeErr === 0 ? "reads back as zeros" : "NOT ZERO"}`,
-    );
-    console.log(`summary: copy ${gib(SIZE, copyMs)}, both mirrors verified, zeroing checked`);
-  } finally {
-    for (const d of devices) await d.close();
-    await cleanup();
+    if (got !== want) throw new Error("mirror differs from source");
   }
+  t = performance.now();
+  code = await kcopyd(["zero", `${paths[1]}:2048+4MiB`, "--quiet"]);
+  const zeroMs = performance.now() - t;
+  const zeroed = await hashRange(files[1], 2048 * 512, 8192 * 512);
+  const zeros = createHash("sha256").update(new Uint8Array(8192 * 512)).digest("hex");
+  console.log(
+    `zero:   4 MiB at sector 2048 of mirror-a in ${zeroMs.toFixed(1)} ms; ` +
+      `${zeroed === zeros && code === 0 ? "reads back as zeros" : "NOT ZERO"}`,
+  );
+  console.log(`summary: copy ${gib(SIZE, copyMs)}, both mirrors verified, zeroing checked`);
+  await cleanup();
 }
 
 await main();

@@ -14,8 +14,8 @@ import { openDestinations, openSource, type Target } from "./targets.ts";
 import { formatBytes } from "./units.ts";
 import { UsageError } from "./usage_error.ts";
 
-/** Source bytes per segment (one kcopyd job each). */
-const SEGMENT = 64 << 20;
+/** Source bytes per segment (one kcopyd job each): at most 4 of them are left to drain. */
+const SEGMENT = 16 << 20;
 /** Segments in flight at once (one with --write-seq). */
 const IN_FLIGHT = 4;
 
@@ -76,6 +76,29 @@ function describe(e: CopyErrorEntry, targets: Target[], source?: Target): string
   return e.dest === undefined
     ? `read error ${e.code} on "${source?.arg}" at ${where}`
     : `write error ${e.code} on dest ${e.dest} "${targets[e.dest].arg}" at ${where}`;
+}
+
+/** Sectors of a segment [at, at+len) that some error covers (on any side), counted once. */
+function failedSectors(
+  errors: CopyErrorEntry[],
+  at: bigint,
+  len: bigint,
+  source: Target | undefined,
+  dests: Target[],
+): number {
+  const ranges = errors.map((e) => {
+    const base = e.dest === undefined ? source!.sector : dests[e.dest].sector;
+    const start = e.sector - base - at;
+    return [start < 0n ? 0n : start, start + e.count > len ? len : start + e.count];
+  }).sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  let total = 0n;
+  let end = 0n;
+  for (const [s, e] of ranges) {
+    const from = s > end ? s : end;
+    if (e > from) total += e - from;
+    if (e > end) end = e;
+  }
+  return Number(total);
 }
 
 /**
@@ -170,7 +193,7 @@ async function run(
       readErr ||= r.readErr;
       writeErr |= r.writeErr;
       errors.push(...r.errors);
-      doneBytes += Number(len) * 512;
+      doneBytes += (Number(len) - failedSectors(r.errors, at, len, source, dests)) * 512;
       finished[i] = r.errors.length === 0;
     }
   };

@@ -48,7 +48,7 @@ export function renderProgress(
   const tail = ` ${(frac * 100).toFixed(1).padStart(5)}% ${formatBytes(state.done)} / ` +
     `${formatBytes(state.total)}  ${formatBytes(rate)}/s  ETA ${clock(eta)}` +
     (errs.length ? `  ${errs.join(", ")}` : "");
-  const barWidth = Math.max(10, Math.min(40, width - tail.length - label.length - 4));
+  const barWidth = Math.max(5, Math.min(40, width - tail.length - label.length - 5));
   const full = Math.round(frac * barWidth);
   return `${label} [${"#".repeat(full)}${"-".repeat(barWidth - full)}]${tail}`;
 }
@@ -76,7 +76,7 @@ export class Progress {
   #draw(): void {
     let width = 80;
     try {
-      width = Deno.consoleSize().columns;
+      width = Deno.consoleSize().columns || 80; // a pty without a size reports 0
     } catch {
       // not a console
     }
