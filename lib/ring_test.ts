@@ -15,6 +15,8 @@ import {
   prepWriteFixed,
   prepWritev,
   Ring,
+  SqeFlag,
+  sqeSetFlags,
   UringError,
 } from "./uring.ts";
 
@@ -300,6 +302,38 @@ Deno.test("inline wait mode completes a NOP storm and real reads, and keeps time
     assert.ok(ticks > 0, "the event loop still runs timers");
   } finally {
     clearInterval(timer);
+    libc().close(fd);
+    await Deno.remove(path);
+  }
+});
+
+Deno.test("registered files: I/O names the file by index with IOSQE_FIXED_FILE", async () => {
+  const path = await tempFile(0);
+  const data = new Uint8Array(8192);
+  randomFillSync(data);
+  await Deno.writeFile(path, data);
+  await using ring = Ring.create({ entries: 8 });
+  using pool = new BufferPool(1, 8192);
+  const fd = openFd(path, O.RDONLY);
+  try {
+    ring.registerFiles([fd]);
+    const b = pool.get(0);
+    const n = await ring.run((s) => {
+      prepRead(s, 0, b.address, 8192, 0); // 0: the index, not a descriptor
+      sqeSetFlags(s, SqeFlag.FIXED_FILE);
+    });
+    assert.equal(n, 8192);
+    assert.deepEqual(b.bytes, data);
+    // Index 1 was never registered.
+    await assert.rejects(
+      ring.run((s) => {
+        prepRead(s, 1, b.address, 4096, 0);
+        sqeSetFlags(s, SqeFlag.FIXED_FILE);
+      }),
+      (e: unknown) => e instanceof UringError && e.code === "EBADF",
+    );
+    ring.unregisterFiles();
+  } finally {
     libc().close(fd);
     await Deno.remove(path);
   }
