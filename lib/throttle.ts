@@ -34,7 +34,7 @@ export class Throttle {
   #active = 0; // I/Os in flight under this throttle
   #busySince = 0;
   #busy = 0; // busy ms in this window
-  #windowStart = 0;
+  #windowStart = performance.now();
 
   /**
    * Creates a throttle.
