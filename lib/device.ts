@@ -7,11 +7,16 @@
 import { cString, errno, Ioctl, libc, O, S, STAT, strerror } from "../ffi/libc.ts";
 import type { BlockDevice } from "./block_device.ts";
 import { type Endpoint, LocalEndpoint } from "./endpoint.ts";
+import { DeviceError } from "./device_error.ts";
 import { errnoName } from "./errno.ts";
+import { type NbdDevice, type NbdOpenOptions, openNbd } from "./nbd/device.ts";
+import { isNbdUri } from "./nbd/uri.ts";
+
+export { DeviceError };
 import type { Ring } from "./ring.ts";
 
-/** Options for {@linkcode openDevice}. */
-export interface OpenDeviceOptions {
+/** Options for {@linkcode openDevice}; the NBD ones apply to `nbd://` URIs only. */
+export interface OpenDeviceOptions extends Omit<NbdOpenOptions, "write"> {
   /** Open for writing too (default false: read-only). */
   write?: boolean;
   /** Use O_DIRECT where the filesystem supports it (default true). */
@@ -21,28 +26,6 @@ export interface OpenDeviceOptions {
    * (default: true when writing to a block device). Ignored for regular files.
    */
   exclusive?: boolean;
-}
-
-/** An open device or image file failed to open, or is not something we can copy to or from. */
-export class DeviceError extends Error {
-  /** The path as given. */
-  readonly path: string;
-  /** An errno name such as `"EBUSY"`, or `"ENOTBLK"` for the wrong kind of file. */
-  readonly code: string;
-
-  /**
-   * Creates the error.
-   *
-   * @param path The path.
-   * @param code The errno name.
-   * @param message The full message.
-   */
-  constructor(path: string, code: string, message: string) {
-    super(message);
-    this.name = "DeviceError";
-    this.path = path;
-    this.code = code;
-  }
 }
 
 /**
@@ -166,9 +149,10 @@ function failure(path: string, e: number, what: string): DeviceError {
 }
 
 /**
- * Opens a block device or a regular image file for I/O through a ring.
+ * Opens a block device, a regular image file, or an NBD export (`nbd://host[:port]/export`,
+ * `nbd+unix:///export?socket=PATH`).
  *
- * @param path A block device (e.g. `/dev/loop0`) or a regular file.
+ * @param path A block device (e.g. `/dev/loop0`), a regular file, or an NBD URI.
  * @param options Read-only by default; O_DIRECT by default; O_EXCL for writable block devices.
  * @returns The device; close it with `await dev.close()` or `await using`.
  * @throws {DeviceError} When the path is missing, a directory or another kind of file, busy
@@ -180,7 +164,15 @@ function failure(path: string, e: number, what: string): DeviceError {
  * console.log(src.sizeSectors, dst.exclusive); // e.g. 2048n true
  * ```
  */
-export function openDevice(path: string, options: OpenDeviceOptions = {}): Promise<Device> {
+export function openDevice(
+  path: string,
+  options: OpenDeviceOptions = {},
+): Promise<Device | NbdDevice> {
+  if (typeof path === "string" && isNbdUri(path)) {
+    return openNbd(path, options).catch((err) => {
+      throw err instanceof TypeError ? new DeviceError(path, "EINVAL", err.message) : err;
+    });
+  }
   try {
     return Promise.resolve(openDeviceSync(path, options));
   } catch (err) {

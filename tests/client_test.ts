@@ -1,7 +1,7 @@
 // KcopydClient on real image files (ext4 with O_DIRECT, and tmpfs without it).
 import assert from "node:assert/strict";
 import { createHash, randomFillSync } from "node:crypto";
-import { type Device, KcopydClient, KcopydFlags, openDevice, Throttle } from "../mod.ts";
+import { type BlockDevice, KcopydClient, KcopydFlags, openDevice, Throttle } from "../mod.ts";
 
 const DIR = "/var/tmp";
 
@@ -30,9 +30,9 @@ async function slice(path: string, sector: number, count: number): Promise<Uint8
 
 /** Opens paths and closes them (and removes the files) when disposed. */
 class Files implements AsyncDisposable {
-  readonly devices: Device[] = [];
+  readonly devices: BlockDevice[] = [];
   readonly paths: string[] = [];
-  async open(path: string, write = false): Promise<Device> {
+  async open(path: string, write = false): Promise<BlockDevice> {
     const d = await openDevice(path, { write });
     this.devices.push(d);
     if (!this.paths.includes(path)) this.paths.push(path);
@@ -50,7 +50,7 @@ for (const n of [1, 3, 8]) {
     const count = 12345; // odd: not a multiple of the 512 KiB sub-job
     const srcPath = await randomFile((count + 100) * 512);
     const src = await files.open(srcPath);
-    const dests: Device[] = [];
+    const dests: BlockDevice[] = [];
     const destPaths: string[] = [];
     for (let i = 0; i < n; i++) {
       const p = await patternFile((count + 3000) * 512, 0xaa);
