@@ -184,7 +184,9 @@ Deno.test({
   ignore: !ok,
   async fn() {
     await using srcLoop = await plainDest(0);
-    await Deno.copyFile(await makeImage(SIZE, { seed: 14, dir: "/dev/shm" }), srcLoop.image);
+    const data = await makeImage(SIZE, { seed: 14, dir: "/dev/shm" });
+    await Deno.copyFile(data, srcLoop.image);
+    await Deno.remove(data);
     await using logged = await faultDevice({ bytes: SIZE, log: true });
     await using src = await openDevice(srcLoop.path);
     await using dst = await openDevice(logged.path, { write: true });
