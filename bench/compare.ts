@@ -486,6 +486,76 @@ async function zero() {
   }
 }
 
+// ---------- W6 / W7: to and from an NBD server ----------
+
+async function nbd() {
+  if (!(await has("nbdkit")) || !(await has("nbdcopy"))) {
+    console.log("W6/W7 skipped: nbdkit and nbdcopy are needed");
+    return;
+  }
+  const sock = `${dir}/nbd.sock`;
+  const uri = `nbd+unix:///?socket=${sock}`;
+  // A fresh (all-zero) memory export for every copy, so a failed copy cannot pass the check.
+  const serve = async () => {
+    await Deno.remove(sock).catch(() => {});
+    const server = new Deno.Command("nbdkit", {
+      args: ["--foreground", "--exit-with-parent", "-U", sock, "memory", `${SIZE}`],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    for (let i = 0; i < 250 && !(await Deno.stat(sock).then(() => true, () => false)); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return async () => {
+      server.kill("SIGTERM");
+      await server.status;
+    };
+  };
+  const checkRemote = async (tool: string) => {
+    const out = `${dir}/nbd-back.img`;
+    await sh("nbdcopy", [uri, out]);
+    const ok = await same(files[0], out);
+    await Deno.remove(out);
+    if (!ok) throw new Error(`${tool}: the NBD export differs`);
+  };
+  const kcopyd = async (from: string, to: string) => {
+    const rss = sampleRss();
+    await using src = await openDevice(from);
+    await using dst = await openDevice(to, { write: true });
+    await using kc = await KcopydClient.create({ waitMode: "inline" });
+    const t0 = performance.now();
+    const r = await kc.copy({ device: src, sector: 0n, count: src.sizeSectors }, [
+      { device: dst, sector: 0n },
+    ]);
+    const seconds = (performance.now() - t0) / 1000;
+    if (r.readErr || r.writeErr) throw new Error("kcopyd NBD copy failed");
+    return { seconds, rssKiB: Math.round(rss.stop() / 1024) };
+  };
+  const W6 = "W6 local → NBD (nbdkit memory)";
+  const W7 = "W7 NBD → local (nbdkit memory)";
+  for (let round = 0; round < ROUNDS; round++) {
+    let stop = await serve();
+    let t = await kcopyd(files[0], uri);
+    await checkRemote("kcopyd");
+    record(W6, "kcopyd (library)", "GiB/s", SIZE / GiB / t.seconds, t.rssKiB);
+    await stop();
+    stop = await serve();
+    t = await timed("nbdcopy", [files[0], uri]);
+    await checkRemote("nbdcopy");
+    record(W6, "nbdcopy", "GiB/s", SIZE / GiB / t.seconds, t.rssKiB);
+    // The export now holds the source: copy it back both ways.
+    await reset(1);
+    t = await kcopyd(uri, files[1]);
+    if (!(await same(files[0], files[1]))) throw new Error("kcopyd: NBD → local differs");
+    record(W7, "kcopyd (library)", "GiB/s", SIZE / GiB / t.seconds, t.rssKiB);
+    await reset(1);
+    t = await timed("nbdcopy", [uri, files[1]]);
+    if (!(await same(files[0], files[1]))) throw new Error("nbdcopy: NBD → local differs");
+    record(W7, "nbdcopy", "GiB/s", SIZE / GiB / t.seconds, t.rssKiB);
+    await stop();
+  }
+}
+
 // ---------- report ----------
 
 function stats(v: number[]) {

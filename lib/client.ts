@@ -51,7 +51,7 @@ export class KcopydClient implements AsyncDisposable {
   readonly #zero: NativeBlock;
   readonly #engine: JobEngine;
   readonly #endpoints = new WeakMap<BlockDevice, Endpoint>();
-  readonly #jobs = new Set<Promise<unknown>>();
+  readonly #jobs = new Map<Job, Promise<unknown>>();
   readonly #active = new Set<Job>();
   #destroying: Promise<void> | undefined;
 
@@ -229,28 +229,30 @@ export class KcopydClient implements AsyncDisposable {
       return Promise.reject(err);
     }
     const p = this.#run(job, options);
-    this.#jobs.add(p);
-    const forget = () => this.#jobs.delete(p);
-    p.then(forget, forget);
+    this.#jobs.set(job, p);
     return p;
   }
 
   async #run<C>(job: Job, options: JobOptions<C>): Promise<CopyResult> {
     this.#active.add(job);
-    await null; // never complete inside copy()/zero()
     let result: CopyResult;
     try {
+      // Awaiting always yields, so notify never runs inside copy()/zero().
       result = await job.run();
     } finally {
       this.#active.delete(job);
     }
-    options.notify?.(result.readErr, result.writeErr, options.context as C);
+    try {
+      options.notify?.(result.readErr, result.writeErr, options.context as C);
+    } finally {
+      this.#jobs.delete(job); // flush() still waits for this job's promise itself
+    }
     return result;
   }
 
   /** Resolves when every job submitted so far has completed and its notify has run. */
   async flush(): Promise<void> {
-    while (this.#jobs.size > 0) await Promise.allSettled([...this.#jobs]);
+    while (this.#jobs.size > 0) await Promise.allSettled([...this.#jobs.values()]);
   }
 
   /**

@@ -104,6 +104,7 @@ export class Job {
     if (total === 0) return;
     const chunk = this.#engine.chunkBytes;
     const workers = Math.min(this.#engine.splitCount, Math.ceil(total / chunk));
+    if (workers === 1) return await this.#subJob(source, chunk);
     const subJobs: Promise<void>[] = [];
     for (let i = 0; i < workers; i++) subJobs.push(this.#subJob(source, chunk));
     await Promise.all(subJobs);
@@ -115,7 +116,8 @@ export class Job {
     for (;;) {
       if (this.#stopped || this.#cursor >= total) return;
       const want = Math.min(chunk, total - this.#cursor);
-      const run = await pool.acquire(Math.ceil(want / PAGE_SIZE));
+      const pages = Math.ceil(want / PAGE_SIZE);
+      const run = pool.tryAcquire(pages) ?? await pool.acquire(pages);
       if (this.#stopped || this.#cursor >= total) {
         pool.release(run);
         return;
@@ -150,7 +152,9 @@ export class Job {
       if (!this.#ignore) this.#stop(idx);
     }
     const skip = readFailed && !this.#ignore;
-    await Promise.all(this.#dests.map((d, i) => this.#writeChunk(d, i, idx, off, len, run, skip)));
+    const dests = this.#dests;
+    if (dests.length === 1) await this.#writeChunk(dests[0], 0, idx, off, len, run, skip);
+    else await Promise.all(dests.map((d, i) => this.#writeChunk(d, i, idx, off, len, run, skip)));
     if (!skip) this.bytesDone += len;
   }
 

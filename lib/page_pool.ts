@@ -124,6 +124,16 @@ export class PagePool implements Disposable {
   }
 
   /**
+   * Takes `count` contiguous pages if they are free now and nobody is waiting.
+   *
+   * @param count Pages.
+   * @returns The run, or undefined (then use {@linkcode PagePool.acquire}).
+   */
+  tryAcquire(count: number): PageRun | undefined {
+    return this.#waiters.length === 0 && count <= this.pages ? this.#take(count) : undefined;
+  }
+
+  /**
    * Returns a run to the pool and serves waiters in order.
    *
    * @param run A run from {@linkcode PagePool.acquire}.
