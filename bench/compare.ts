@@ -2,7 +2,7 @@
 // ceiling of the same shape) and a tight C liburing loop, on the same data, interleaved, several
 // rounds. Every copy is checked (cmp, or chunk by chunk) before its time counts.
 //
-//   deno task bench:compare [--size 1G] [--rounds 3] [--out bench/RESULTS.md]
+//   deno task bench:compare [--size 1G] [--rounds 2] [--out bench/RESULTS.md]
 import { parseArgs } from "node:util";
 import { KcopydClient, openDevice } from "../mod.ts";
 import { parseBytes } from "../lib/cli/units.ts";
@@ -12,7 +12,7 @@ const { values } = parseArgs({
   args: Deno.args,
   options: {
     size: { type: "string", default: "1G" },
-    rounds: { type: "string", default: "3" },
+    rounds: { type: "string", default: "2" },
     out: { type: "string", default: new URL("./RESULTS.md", import.meta.url).pathname },
   },
 });
@@ -394,8 +394,8 @@ async function chunks(workload: string, chunk: number, refBin: string | undefine
         t.rssKiB,
       );
     }
-    // A peer run once per chunk: 256 chunks, rate extrapolated.
-    const sample = 256;
+    // A peer run once per chunk: 64 chunks, rate extrapolated.
+    const sample = 64;
     const t0 = performance.now();
     for (const c of list.subarray(0, sample)) {
       await sh("dd", [
@@ -413,7 +413,7 @@ async function chunks(workload: string, chunk: number, refBin: string | undefine
     }
     record(
       workload,
-      "dd once per chunk (256 sampled)",
+      "dd once per chunk (64 sampled)",
       "chunks/s",
       sample / ((performance.now() - t0) / 1000),
       0,
@@ -616,6 +616,8 @@ try {
   await chunks("W4 16 384 random 4 KiB chunks, 2 048 in flight", 4096, refBin);
   console.log("W5 ...");
   await zero();
+  console.log("W6/W7 ...");
+  await nbd();
   const kernel = (await sh("uname", ["-r"])).text.trim();
   const header = [
     `Measured ${
