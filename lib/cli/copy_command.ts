@@ -16,8 +16,11 @@ import { UsageError } from "./usage_error.ts";
 
 /** Source bytes per segment (one kcopyd job each): at most 4 of them are left to drain. */
 const SEGMENT = 16 << 20;
-/** Segments in flight at once (one with --write-seq). */
-const IN_FLIGHT = 4;
+/** Segments in flight: as many as the pool can feed (8 sub-jobs each), 2 to 8. */
+function segmentsInFlight(opts: CliOptions): number {
+  const perJob = 8 * (opts.subJobSize ?? 512 << 10);
+  return Math.max(2, Math.min(8, Math.floor(opts.memory / perJob)));
+}
 
 /** The JSON summary printed with `--json`. */
 export interface CopySummary {
@@ -197,7 +200,7 @@ async function run(
       finished[i] = r.errors.length === 0;
     }
   };
-  const workers = opts.writeSeq ? 1 : IN_FLIGHT;
+  const workers = opts.writeSeq ? 1 : segmentsInFlight(opts);
   try {
     await Promise.all(Array.from({ length: workers }, worker));
   } finally {

@@ -29,7 +29,7 @@ Options:
   --throttle PERCENT   keep devices busy at most PERCENT of the time (1-100)
   --rate BYTES/s       limit the copy rate, e.g. --rate 100M
   --sub-job-size SIZE  bytes per chunk (default 512K, a multiple of 4K)
-  --memory SIZE        memory set aside for data (default 16M)
+  --memory SIZE        memory set aside for data (default 32M)
   --json               print one JSON summary on stdout at the end
   -q, --quiet          no progress and no summary (errors are still printed)
   -f, --force          allow writing over a block device that holds a filesystem or partition table

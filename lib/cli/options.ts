@@ -26,8 +26,8 @@ export interface CliOptions {
   version: boolean;
 }
 
-/** Default pool size for the CLI: 16 MiB. */
-export const DEFAULT_MEMORY = 16 << 20;
+/** Default pool size for the CLI: 32 MiB (fastest measured for 1 → 1 and 1 → 3). */
+export const DEFAULT_MEMORY = 32 << 20;
 
 function toNumber(b: bigint, what: string): number {
   if (b > BigInt(Number.MAX_SAFE_INTEGER)) throw new UsageError(`${what} is too large`);
