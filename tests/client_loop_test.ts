@@ -1,29 +1,13 @@
 // KcopydClient on real loop devices: fan-out, logical block sizes, and flush reaching the device.
 import assert from "node:assert/strict";
 import { KcopydClient, KcopydFlags, openDevice } from "../mod.ts";
-import { makeImage, readRange, sha256, sha256File } from "./support/image.ts";
-import { attachLoop, canUseLoop } from "./support/loop.ts";
+import { readRange, sha256, sha256File } from "./support/image.ts";
+import { canUseLoop, loopImage } from "./support/loop.ts";
 import { canUseFaults, faultDevice } from "./support/fault_device.ts";
 
 const loops = await canUseLoop();
 if (!loops.ok) console.log(`skipping client loop-device tests: ${loops.reason}`);
 const faults = await canUseFaults();
-
-async function loopImage(
-  bytes: number,
-  opts: { seed?: number; byte?: number; sectorSize?: number },
-) {
-  const image = await makeImage(bytes, opts);
-  const loop = await attachLoop(image, { sectorSize: opts.sectorSize });
-  return {
-    image,
-    path: loop.path,
-    async [Symbol.asyncDispose]() {
-      await loop[Symbol.asyncDispose]();
-      await Deno.remove(image);
-    },
-  };
-}
 
 Deno.test({
   name: "copy() fans out 1 → 3 loop devices byte-exact at odd offsets and sizes",

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { KcopydClient, KcopydFlags, openDevice } from "../mod.ts";
 import { canUseFaults, faultDevice } from "./support/fault_device.ts";
-import { attachLoop } from "./support/loop.ts";
+import { loopImage } from "./support/loop.ts";
 import { makeImage, readRange, sha256 } from "./support/image.ts";
 
 const { ok, reason } = await canUseFaults();
@@ -22,18 +22,9 @@ function classify(got: Uint8Array, src: Uint8Array, old: Uint8Array): string[] {
   return out;
 }
 
-/** A loop device over a fresh image of `byte`, with the image path. */
-async function plainDest(byte: number) {
-  const image = await makeImage(SIZE, { byte });
-  const loop = await attachLoop(image);
-  return {
-    image,
-    path: loop.path,
-    async [Symbol.asyncDispose]() {
-      await loop[Symbol.asyncDispose]();
-      await Deno.remove(image);
-    },
-  };
+/** A loop device over a fresh image filled with `byte`. */
+function plainDest(byte: number) {
+  return loopImage(SIZE, { byte });
 }
 
 Deno.test({

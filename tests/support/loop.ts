@@ -1,3 +1,4 @@
+import { makeImage } from "./image.ts";
 import { hasCommand, run } from "./run.ts";
 
 /** A loop device attached for a test; detached on dispose. */
@@ -36,6 +37,29 @@ export async function attachLoop(
           await new Promise((r) => setTimeout(r, 50)); // EBUSY while a holder closes
         }
       }
+    },
+  };
+}
+
+/** A loop device over a fresh image; both go away on dispose. */
+export interface LoopImage extends Loop {
+  /** The image file behind the loop device. */
+  readonly image: string;
+}
+
+/** Makes an image of `bytes` (random for `seed`, or filled with `byte`) and attaches it. */
+export async function loopImage(
+  bytes: number,
+  options: { seed?: number; byte?: number; sectorSize?: number } = {},
+): Promise<LoopImage> {
+  const image = await makeImage(bytes, options);
+  const loop = await attachLoop(image, { sectorSize: options.sectorSize });
+  return {
+    image,
+    path: loop.path,
+    async [Symbol.asyncDispose]() {
+      await loop[Symbol.asyncDispose]();
+      await Deno.remove(image);
     },
   };
 }
