@@ -27,6 +27,10 @@ export interface Endpoint {
   zero(offset: number, length: number): Promise<number>;
   /** Makes written data durable; resolves with 0 or -errno. */
   flush(): Promise<number>;
+  /** Callback form of `read` for hot paths (no Promise per I/O); optional. */
+  readCb?(address: number, length: number, offset: number, done: (res: number) => void): void;
+  /** Callback form of `write` for hot paths; optional. */
+  writeCb?(address: number, length: number, offset: number, done: (res: number) => void): void;
 }
 
 /** A local device driven through a ring; fixed-buffer I/O when the pool is registered. */
@@ -63,6 +67,26 @@ export class LocalEndpoint implements Endpoint {
     return this.#isFixed(address, length)
       ? this.#io((s) => prepReadFixed(s, fd, address, length, offset, 0))
       : this.#io((s) => prepRead(s, fd, address, length, offset));
+  }
+
+  readCb(address: number, length: number, offset: number, done: (res: number) => void): void {
+    const fd = this.#fd;
+    this.#ring.queue(
+      this.#isFixed(address, length)
+        ? (s) => prepReadFixed(s, fd, address, length, offset, 0)
+        : (s) => prepRead(s, fd, address, length, offset),
+      done,
+    );
+  }
+
+  writeCb(address: number, length: number, offset: number, done: (res: number) => void): void {
+    const fd = this.#fd;
+    this.#ring.queue(
+      this.#isFixed(address, length)
+        ? (s) => prepWriteFixed(s, fd, address, length, offset, 0)
+        : (s) => prepWrite(s, fd, address, length, offset),
+      done,
+    );
   }
 
   write(address: number, length: number, offset: number): Promise<number> {

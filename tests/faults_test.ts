@@ -224,3 +224,54 @@ Deno.test({
     assert.equal(w.length, 1, "only the first write reached the device");
   },
 });
+
+Deno.test({
+  name: "small one-chunk jobs (the callback fast path) report read and write errors like big ones",
+  ignore: !ok,
+  async fn() {
+    const srcImage = await makeImage(SIZE, { seed: 15 });
+    await using bad = await faultDevice({ image: srcImage, badReads: [[70 * 512, 512]] });
+    await using failing = await faultDevice({
+      bytes: SIZE,
+      writeError: "EIO",
+      failWritesNow: true,
+    });
+    await using d0 = await plainDest(0xaa);
+    await using src = await openDevice(bad.path);
+    await using out = await openDevice(d0.path, { write: true });
+    await using wout = await openDevice(failing.path, { write: true });
+    await using kc = await KcopydClient.create({ pages: 64 });
+    // One 32 KiB chunk with sector 70 unreadable, IGNORE_ERROR: zeros on exactly that sector.
+    const r = await kc.copy(
+      { device: src, sector: 64n, count: 64n },
+      [{ device: out, sector: 0n }],
+      {
+        flags: KcopydFlags.IGNORE_ERROR,
+      },
+    );
+    assert.equal(r.readErr, true);
+    assert.deepEqual(r.errors, [{ sector: 70n, count: 1n, code: "EIO" }]);
+    // Without IGNORE_ERROR the chunk is not written at all.
+    const r2 = await kc.copy({ device: src, sector: 64n, count: 64n }, [{
+      device: out,
+      sector: 64n,
+    }]);
+    assert.equal(r2.readErr, true);
+    // A good chunk to a failing destination.
+    const w = await kc.copy({ device: src, sector: 0n, count: 8n }, [{
+      device: wout,
+      sector: 16n,
+    }]);
+    assert.deepEqual(w, {
+      readErr: false,
+      writeErr: 1,
+      errors: [{ dest: 0, sector: 16n, count: 8n, code: "EIO" }],
+    });
+    await out.close();
+    const want = await readRange(srcImage, 64 * 512, 64 * 512);
+    want.fill(0, 6 * 512, 7 * 512);
+    assert.equal(sha256(await readRange(d0.image, 0, 64 * 512)), sha256(want));
+    assert.ok((await readRange(d0.image, 64 * 512, 64 * 512)).every((b) => b === 0xaa));
+    await Deno.remove(srcImage);
+  },
+});
