@@ -113,7 +113,7 @@ export class KcopydClient implements AsyncDisposable {
   static create(options: ClientOptions = {}): Promise<KcopydClient> {
     try {
       const o = {
-        pages: positiveInt(options.pages ?? 2048, "pages", 1, 1 << 22),
+        pages: positiveInt(options.pages ?? 4096, "pages", 1, 1 << 22),
         subJobSize: positiveInt(options.subJobSize ?? 512 << 10, "subJobSize", 4096, 1 << 30),
         splitCount: positiveInt(options.splitCount ?? 8, "splitCount", 1, 256),
         maxDestinations: positiveInt(options.maxDestinations ?? 8, "maxDestinations", 1, 32),

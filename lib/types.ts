@@ -66,7 +66,7 @@ export interface JobOptions<C = unknown> {
 
 /** Options for `KcopydClient.create`. */
 export interface ClientOptions {
-  /** 4 KiB pages set aside for data (the pool). Default 2048 (8 MiB). */
+  /** 4 KiB pages set aside for data (the pool). Default 4096 (16 MiB). */
   pages?: number;
   /** Bytes per sub-job (chunk), a multiple of 4096. Default 524288 (512 KiB). */
   subJobSize?: number;
