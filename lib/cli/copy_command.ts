@@ -52,7 +52,14 @@ class Interrupts {
   }
 }
 
-async function createClient(opts: CliOptions, maxDestinations: number): Promise<KcopydClient> {
+async function createClient(
+  opts: CliOptions,
+  nDests: number,
+  targets: Target[],
+): Promise<KcopydClient> {
+  // Inline waits block the event loop for up to 2 ms, which starves NBD sockets: remote copies
+  // wait on a worker thread instead (measured: 1.84 vs 1.66 GiB/s down, 2.0 vs 0.8-2.0 up).
+  const remote = targets.some((t) => t.device.kind !== "local");
   const pages = Math.ceil(opts.memory / 4096);
   const throttle = opts.rate !== undefined || opts.throttle !== undefined
     ? new Throttle({ percent: opts.throttle, bytesPerSecond: opts.rate })
@@ -61,9 +68,9 @@ async function createClient(opts: CliOptions, maxDestinations: number): Promise<
     return await KcopydClient.create({
       pages,
       subJobSize: opts.subJobSize,
-      maxDestinations: Math.max(8, Math.min(32, maxDestinations)),
+      maxDestinations: Math.max(8, Math.min(32, nDests)),
       throttle,
-      waitMode: "inline",
+      waitMode: remote ? "worker" : "inline",
     });
   } catch (err) {
     throw new UsageError((err as Error).message);
@@ -140,7 +147,7 @@ async function run(
   source: Target | undefined,
   dests: Target[],
 ): Promise<number> {
-  const kc = await createClient(opts, dests.length);
+  const kc = await createClient(opts, dests.length, source ? [source, ...dests] : dests);
   const interrupts = new Interrupts();
   const flags = (opts.ignoreErrors ? KcopydFlags.IGNORE_ERROR : 0) |
     (opts.writeSeq ? KcopydFlags.WRITE_SEQ : 0);
