@@ -127,7 +127,7 @@ export class Job {
       };
       sep.readCb!(run.address, len, src.offset, (r) => {
         if (r !== len) {
-          this.#copyChunk(src, 0, 0, len, run).then(finish);
+          this.#copyChunk(src, 0, 0, len, run).then(finish, finish);
           return;
         }
         dep.writeCb!(run.address, len, dest.offset, (w) => {

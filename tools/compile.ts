@@ -15,7 +15,10 @@ if (!res.success) {
       "(denort) for the target on first use; that download failed or is unavailable here.\n" +
       "Install the command instead (works offline):\n" +
       "  deno install -g --allow-all -n kcopyd cli.ts\n" +
-      `deno said: ${err.trim().split("\n").slice(-3).join(" | ")}`,
+      `deno said: ${
+        err.split("\n").filter((l) => /error/i.test(l)).slice(0, 2).join(" | ").trim() ||
+        err.trim().split("\n")[0]
+      }`,
   );
   Deno.exit(1);
 }

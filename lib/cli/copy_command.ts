@@ -166,7 +166,7 @@ async function run(
     for (const e of errors) per.set(e.dest ?? -1, (per.get(e.dest ?? -1) ?? 0) + 1);
     return {
       done: doneBytes + kc.activeBytesDone,
-      total: Number(sectors) * 512 * (source ? 1 : 1),
+      total: Number(sectors) * 512,
       errors: per,
     };
   };
