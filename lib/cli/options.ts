@@ -40,6 +40,12 @@ function toNumber(b: bigint, what: string): number {
  * @param args The arguments.
  * @returns The options.
  * @throws {UsageError} For unknown options and bad values.
+ * @example
+ * ```ts
+ * import { parseOptions } from "./options.ts";
+ * const o = parseOptions(["copy", "a.img", "b.img", "--rate", "100M", "--json"]);
+ * console.log(o.command, o.positionals, o.rate, o.json); // "copy" ["a.img", "b.img"] 104857600 true
+ * ```
  */
 export function parseOptions(args: string[]): CliOptions {
   let parsed;

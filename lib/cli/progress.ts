@@ -33,6 +33,12 @@ function clock(seconds: number): string {
  * @param seconds Elapsed time.
  * @param width Terminal columns.
  * @returns The line (without a newline).
+ * @example
+ * ```ts
+ * import { renderProgress } from "./progress.ts";
+ * const line = renderProgress("copy", { done: 256 << 20, total: 1 << 30, errors: new Map() }, 2);
+ * console.log(line); // copy [#####---------------]  25.0% 256 MiB / 1.00 GiB  128 MiB/s  ETA 00:06
+ * ```
  */
 export function renderProgress(
   label: string,
@@ -53,7 +59,18 @@ export function renderProgress(
   return `${label} [${"#".repeat(full)}${"-".repeat(barWidth - full)}]${tail}`;
 }
 
-/** Redraws the progress line on stderr every 200 ms while running, if stderr is a terminal. */
+/**
+ * Redraws the progress line on stderr every 200 ms while running, if stderr is a terminal.
+ *
+ * @example
+ * ```ts
+ * import { Progress } from "./progress.ts";
+ * let done = 0;
+ * const p = new Progress("copy", () => ({ done, total: 100, errors: new Map() }), false);
+ * done = 100;
+ * p.stop(); // draws the final line and a newline (when enabled)
+ * ```
+ */
 export class Progress {
   readonly #label: string;
   readonly #read: () => ProgressState;

@@ -20,7 +20,18 @@ export interface RegionArg {
 
 const URI = /^nbd(\+unix|s|s\+unix)?:\/\//;
 
-/** True for NBD URIs. */
+/**
+ * True for NBD URIs (`nbd://`, `nbds://`, `nbd+unix://`, `nbds+unix://`): they are never looked
+ * up on disk.
+ *
+ * @param path A path or URI.
+ * @returns Whether it is an NBD URI.
+ * @example
+ * ```ts
+ * import { isUri } from "./region_arg.ts";
+ * console.log(isUri("nbd://host:10809/disk"), isUri("/dev/nbd0")); // true false
+ * ```
+ */
 export function isUri(path: string): boolean {
   return URI.test(path);
 }
@@ -30,8 +41,17 @@ export function isUri(path: string): boolean {
  *
  * @param arg The argument.
  * @param exists Whether a path exists as written (then it is taken whole).
- * @returns The parts.
- * @throws {UsageError} For an empty path.
+ * @returns The parts; `sector` and `count` only when given.
+ * @throws {UsageError} For an empty path, and for a malformed region after a path that exists.
+ * @example
+ * ```ts
+ * import { parseRegionArg } from "./region_arg.ts";
+ * const exists = (p: string) => p === "disk.img";
+ * console.log(parseRegionArg("disk.img:2048+1GiB", exists));
+ * // { path: "disk.img", sector: 2048n, count: 2097152n }
+ * console.log(parseRegionArg("nbd://host:10809/disk:8+4MiB", exists));
+ * // { path: "nbd://host:10809/disk", sector: 8n, count: 8192n }
+ * ```
  */
 export function parseRegionArg(arg: string, exists: (path: string) => boolean): RegionArg {
   if (arg === "") throw new UsageError("An empty path was given");
@@ -44,11 +64,9 @@ export function parseRegionArg(arg: string, exists: (path: string) => boolean): 
     const uriOk = !isUri(arg) || /^nbd[^:]*:\/\/[^/]*\//.test(path);
     const [s, c, ...rest] = suffix.split("+");
     if (uriOk && rest.length === 0 && isSectorValue(s) && (c === undefined || isSectorValue(c))) {
-      return {
-        path,
-        sector: parseSectors(s, `sector in "${arg}"`),
-        count: c === undefined ? undefined : parseSectors(c, `count in "${arg}"`),
-      };
+      const region: RegionArg = { path, sector: parseSectors(s, `sector in "${arg}"`) };
+      if (c !== undefined) region.count = parseSectors(c, `count in "${arg}"`);
+      return region;
     }
     // The part before the colon exists: the suffix was meant as a region, so say what is wrong.
     if (!isUri(arg) && exists(path)) {

@@ -23,7 +23,7 @@ const SIGNATURES: [string, number, number[]][] = [
   ["MBR partition table", 510, [0x55, 0xaa]],
 ];
 
-/** Bytes from the start of a device that {@linkcode detectSignature} needs. */
+/** Bytes from the start of a device that {@linkcode detectSignature} needs (btrfs is last). */
 export const SIGNATURE_BYTES = 65600 + 8;
 
 /**
@@ -31,6 +31,13 @@ export const SIGNATURE_BYTES = 65600 + 8;
  *
  * @param head At least {@linkcode SIGNATURE_BYTES} bytes, or all the device has.
  * @returns A name like `"ext2/3/4 filesystem"`, or undefined.
+ * @example
+ * ```ts
+ * import { detectSignature, SIGNATURE_BYTES } from "./signature.ts";
+ * const head = new Uint8Array(SIGNATURE_BYTES);
+ * head.set([0x53, 0xef], 1080); // the ext2/3/4 superblock magic
+ * console.log(detectSignature(head)); // "ext2/3/4 filesystem"
+ * ```
  */
 export function detectSignature(head: Uint8Array): string | undefined {
   for (const [name, at, magic] of SIGNATURES) {
@@ -46,6 +53,11 @@ export function detectSignature(head: Uint8Array): string | undefined {
  * @param path A block device.
  * @param offset Byte offset where the write would start (signatures are looked for there).
  * @returns The name, or undefined.
+ * @example
+ * ```ts ignore
+ * const sig = await readSignature("/dev/loop1");
+ * if (sig) console.log(`/dev/loop1 holds an ${sig}`);
+ * ```
  */
 export async function readSignature(path: string, offset = 0): Promise<string | undefined> {
   using f = await Deno.open(path);

@@ -33,6 +33,11 @@ const SIZE = /^(\d+)([A-Za-z]*)$/;
  * @param plain Bytes per unit of a plain number (1 for byte options, 512 for sectors).
  * @returns Bytes.
  * @throws {UsageError} For anything else.
+ * @example
+ * ```ts
+ * import { parseBytes } from "./units.ts";
+ * console.log(parseBytes("512K", "--memory"), parseBytes("1KB", "--rate")); // 524288n 1000n
+ * ```
  */
 export function parseBytes(text: string, what: string, plain = 1n): bigint {
   const m = SIZE.exec(text.trim());
@@ -60,6 +65,11 @@ export function parseBytes(text: string, what: string, plain = 1n): bigint {
  * @param what How to name it in an error.
  * @returns Sectors.
  * @throws {UsageError} For a malformed value or one that is not whole sectors.
+ * @example
+ * ```ts
+ * import { parseSectors } from "./units.ts";
+ * console.log(parseSectors("2048", "sector"), parseSectors("1MiB", "count")); // 2048n 2048n
+ * ```
  */
 export function parseSectors(text: string, what: string): bigint {
   const bytes = parseBytes(text, what, 512n);
@@ -71,7 +81,17 @@ export function parseSectors(text: string, what: string): bigint {
   return bytes / 512n;
 }
 
-/** True when `text` parses as a sector value. */
+/**
+ * True when `text` parses as a sector value.
+ *
+ * @param text What was typed.
+ * @returns Whether {@linkcode parseSectors} accepts it.
+ * @example
+ * ```ts
+ * import { isSectorValue } from "./units.ts";
+ * console.log(isSectorValue("8"), isSectorValue("4KB"), isSectorValue("file.img")); // true false false
+ * ```
+ */
 export function isSectorValue(text: string): boolean {
   try {
     parseSectors(text, "");
@@ -86,6 +106,11 @@ export function isSectorValue(text: string): boolean {
  *
  * @param bytes A byte count.
  * @returns The text.
+ * @example
+ * ```ts
+ * import { formatBytes } from "./units.ts";
+ * console.log(formatBytes(1536), formatBytes(32 << 20)); // "1.50 KiB" "32.0 MiB"
+ * ```
  */
 export function formatBytes(bytes: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];

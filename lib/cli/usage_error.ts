@@ -5,7 +5,16 @@
  * @module
  */
 
-/** A mistake found before any data was written (exit code 2). */
+/**
+ * A mistake found before any data was written (exit code 2).
+ *
+ * @example
+ * ```ts
+ * import { UsageError } from "./usage_error.ts";
+ * const err = new UsageError('Source "/dev/nope" does not exist');
+ * console.log(`kcopyd: error: ${err.message}`);
+ * ```
+ */
 export class UsageError extends Error {
   /**
    * Creates the error.
