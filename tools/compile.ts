@@ -6,6 +6,7 @@ const cmd = new Deno.Command(Deno.execPath(), {
   args: ["compile", "--allow-all", "--output", out, new URL("../cli.ts", import.meta.url).pathname],
   stdout: "inherit",
   stderr: "piped",
+  env: { NO_COLOR: "1" },
 });
 const res = await cmd.output();
 if (!res.success) {
@@ -14,7 +15,7 @@ if (!res.success) {
     "compile: deno compile could not build the binary. It downloads the Deno runtime " +
       "(denort) for the target on first use; that download failed or is unavailable here.\n" +
       "Install the command instead (works offline):\n" +
-      "  deno install -g --allow-all -n kcopyd cli.ts\n" +
+      "  deno install -g -n kcopyd --allow-all ./cli.ts\n" +
       `deno said: ${
         err.split("\n").filter((l) => /error/i.test(l)).slice(0, 2).join(" | ").trim() ||
         err.trim().split("\n")[0]
