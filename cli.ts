@@ -3,7 +3,7 @@
  *
  * ```sh
  * deno run --allow-all cli.ts copy /dev/loop0 /dev/loop1 /dev/loop2 --verify
- * deno install -g --allow-all -n kcopyd jsr:@kcopyd/kcopyd/cli
+ * deno install -g -n kcopyd --allow-all ./cli.ts   # --allow-all: Deno guards /dev with it
  * ```
  *
  * @module
@@ -11,6 +11,7 @@
 import { runCopy } from "./lib/cli/copy_command.ts";
 import { HELP } from "./lib/cli/help.ts";
 import { runInfo } from "./lib/cli/info_command.ts";
+import { Interrupts } from "./lib/cli/interrupts.ts";
 import { parseOptions } from "./lib/cli/options.ts";
 import { UsageError } from "./lib/cli/usage_error.ts";
 import { runVerify } from "./lib/cli/verify_command.ts";
@@ -33,6 +34,18 @@ export const VERSION: string = denoJson.version;
  * ```
  */
 export async function main(args: string[]): Promise<number> {
+  // From here on SIGINT/SIGTERM do not kill the process: the command stops by itself.
+  using interrupts = new Interrupts((signal) => {
+    if (Deno.stderr.isTerminal()) {
+      const line = `\r\x1b[Kkcopyd: ${signal}: stopping once the I/O in flight has finished\n`;
+      Deno.stderr.writeSync(new TextEncoder().encode(line));
+    }
+  });
+  const code = await command(args, interrupts);
+  return interrupts.signal && code < 128 ? interrupts.exitCode : code;
+}
+
+async function command(args: string[], interrupts: Interrupts): Promise<number> {
   try {
     const opts = parseOptions(args);
     if (opts.version) {
@@ -45,11 +58,11 @@ export async function main(args: string[]): Promise<number> {
     }
     switch (opts.command) {
       case "copy":
-        return await runCopy(opts, "copy");
+        return await runCopy(opts, "copy", interrupts);
       case "zero":
-        return await runCopy(opts, "zero");
+        return await runCopy(opts, "zero", interrupts);
       case "verify":
-        return await runVerify(opts);
+        return await runVerify(opts, interrupts);
       case "info":
         return await runInfo(opts);
       case "":

@@ -24,6 +24,11 @@ export interface DeviceInfo {
  *
  * @param opts Options; positionals are the paths.
  * @returns The exit code.
+ * @throws {UsageError} For a path that cannot be opened (missing, a directory, not permitted).
+ * @example
+ * ```ts ignore
+ * await runInfo(parseOptions(["info", "/dev/loop0", "--json"]));
+ * ```
  */
 export async function runInfo(opts: CliOptions): Promise<number> {
   if (opts.positionals.length === 0) throw new UsageError("info needs at least one path");
