@@ -23,7 +23,7 @@ export { KcopydClient } from "./lib/client.ts";
 export { Device, DeviceError, openDevice } from "./lib/device.ts";
 export type { OpenDeviceOptions } from "./lib/device.ts";
 export { NbdDevice, openNbd } from "./lib/nbd/device.ts";
-export type { NbdOpenOptions } from "./lib/nbd/device.ts";
+export type { NbdExtent, NbdFeatures, NbdOpenOptions } from "./lib/nbd/device.ts";
 export type { BlockDevice } from "./lib/block_device.ts";
 export type { Endpoint } from "./lib/endpoint.ts";
 export { Throttle } from "./lib/throttle.ts";

@@ -52,21 +52,22 @@ interface OptReply {
 }
 
 async function readReply(reader: Reader, opt: number): Promise<OptReply> {
-  const h = await reader.read(20);
-  if (h.getBigUint64(0) !== Magic.OPT_REPLY) {
+  await reader.fill(20);
+  const v = reader.view;
+  const at = reader.take(20);
+  if (v.getBigUint64(at) !== Magic.OPT_REPLY) {
     throw new HandshakeError("EPROTO", "NBD server sent a bad option reply magic");
   }
-  if (h.getUint32(8) !== opt) {
+  if (v.getUint32(at + 8) !== opt) {
     throw new HandshakeError(
       "EPROTO",
-      `NBD server replied to option ${h.getUint32(8)}, not ${opt}`,
+      `NBD server replied to option ${v.getUint32(at + 8)}, not ${opt}`,
     );
   }
-  const type = h.getUint32(12);
-  const len = h.getUint32(16);
-  const data = new Uint8Array(len);
-  if (len) await reader.readInto(data);
-  return { type, data };
+  const type = v.getUint32(at + 12);
+  const len = v.getUint32(at + 16);
+  if (len > 1 << 20) throw new HandshakeError("EPROTO", `NBD option reply too long: ${len}`);
+  return { type, data: await reader.bytes(len) };
 }
 
 function refusal(type: number, what: string, name: string, data: Uint8Array): HandshakeError {
@@ -103,11 +104,13 @@ export async function handshake(
   reader: Reader,
   exportName: string,
 ): Promise<ExportInfo> {
-  const hello = await reader.read(18);
-  if (hello.getBigUint64(0) !== Magic.NBDMAGIC || hello.getBigUint64(8) !== Magic.IHAVEOPT) {
+  await reader.fill(18);
+  const v = reader.view;
+  const at = reader.take(18);
+  if (v.getBigUint64(at) !== Magic.NBDMAGIC || v.getBigUint64(at + 8) !== Magic.IHAVEOPT) {
     throw new HandshakeError("EPROTO", "not a newstyle NBD server (bad greeting)");
   }
-  const serverFlags = hello.getUint16(16);
+  const serverFlags = v.getUint16(at + 16);
   if (!(serverFlags & Handshake.FIXED_NEWSTYLE)) {
     throw new HandshakeError("EPROTO", "the NBD server does not speak fixed newstyle");
   }

@@ -106,7 +106,20 @@ export const NbdErr = {
   ESHUTDOWN: 108,
 } as const;
 
-/** Maps an NBD error to a Linux errno (they agree; unknown values become EIO). */
+const KNOWN_ERRORS: ReadonlySet<number> = new Set(Object.values(NbdErr));
+
+/**
+ * Maps an NBD error to a Linux errno: the protocol uses the Linux numbers; values outside the
+ * protocol's list become EIO.
+ *
+ * @param err The error field of a reply.
+ * @returns A positive errno.
+ * @example
+ * ```ts
+ * import { nbdErrno } from "./protocol.ts";
+ * console.log(nbdErrno(28), nbdErrno(9999)); // 28 5
+ * ```
+ */
 export function nbdErrno(err: number): number {
-  return Object.values(NbdErr).includes(err as never) ? err : NbdErr.EIO;
+  return KNOWN_ERRORS.has(err) ? err : NbdErr.EIO;
 }
