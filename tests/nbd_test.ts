@@ -593,3 +593,117 @@ Deno.test({
     }
   },
 });
+
+/** A throwaway CA and a server certificate for 127.0.0.1, as nbdkit --tls-certificates wants. */
+async function makePki(dir: string): Promise<void> {
+  const sh = async (...args: string[]) => {
+    const o = await new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "piped" })
+      .output();
+    if (!o.success) throw new Error(`openssl ${args[0]}: ${new TextDecoder().decode(o.stderr)}`);
+  };
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  await sh(
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    "ca-key.pem",
+    "-out",
+    "ca-cert.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=kcopyd test CA",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
+  );
+  await sh(
+    "req",
+    ...ec,
+    "-keyout",
+    "server-key.pem",
+    "-out",
+    "server.csr",
+    "-subj",
+    "/CN=127.0.0.1",
+  );
+  await Deno.writeTextFile(
+    `${dir}/ext.cnf`,
+    "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+  );
+  await sh(
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca-cert.pem",
+    "-CAkey",
+    "ca-key.pem",
+    "-CAcreateserial",
+    "-out",
+    "server-cert.pem",
+    "-days",
+    "2",
+    "-extfile",
+    "ext.cnf",
+  );
+}
+
+const hasOpenssl = await hasCommand("openssl");
+if (ok && !hasOpenssl) {
+  console.log("skipping the TLS test: openssl is missing (to make certificates)");
+}
+
+Deno.test({
+  name:
+    "TLS (nbds://, nbdkit --tls=require): the certificate is checked, and copies are byte-exact",
+  ignore: !ok || !hasOpenssl,
+  async fn() {
+    const pki = await Deno.makeTempDir({ prefix: "kcopyd-pki-" });
+    const img = await makeImage(8 * MiB, { seed: 42, dir: "/dev/shm" });
+    try {
+      await makePki(pki);
+      const port = freePort();
+      await using _srv = await startTcp("nbdkit", [
+        "--foreground",
+        "--exit-with-parent",
+        "-p",
+        `${port}`,
+        "-i",
+        "127.0.0.1",
+        "--tls=require",
+        `--tls-certificates=${pki}`,
+        "memory",
+        "8M",
+      ], port);
+      await assert.rejects(
+        openDevice(`nbd://127.0.0.1:${port}/`),
+        (e) => e instanceof DeviceError && e.code === "EACCES" && /requires TLS/.test(e.message),
+      );
+      await assert.rejects(
+        openDevice(`nbds://127.0.0.1:${port}/`),
+        (e) =>
+          e instanceof DeviceError && e.code === "EACCES" &&
+          /TLS handshake failed: .*UnknownIssuer/.test(e.message),
+      );
+      const uri = `nbds://127.0.0.1:${port}/?tls-certificates=${pki}`;
+      await using dst = await remote(uri, true);
+      assert.equal(dst.id, `nbd:nbd://127.0.0.1:${port}/`);
+      assert.ok(dst.connectionCount > 1);
+      await using file = await openDevice(img);
+      await using kc = await KcopydClient.create({ pages: 256 });
+      const r = await kc.copy({ device: file, sector: 0n, count: 16384n }, [{
+        device: dst,
+        sector: 0n,
+      }], { flush: true });
+      assert.deepEqual(r, { readErr: false, writeErr: 0, errors: [] });
+      assert.equal(sha256(await readAll(dst)), await sha256File(img));
+    } finally {
+      await Deno.remove(img);
+      await Deno.remove(pki, { recursive: true });
+    }
+  },
+});

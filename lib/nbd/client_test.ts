@@ -212,6 +212,18 @@ Deno.test("close() waits for every answer, then disconnects; safe to call twice"
   assert.equal(await dev.pread(new Uint8Array(512), 0), -22, "closed");
 });
 
+Deno.test("servers without NBD_OPT_GO are opened with NBD_OPT_EXPORT_NAME", async () => {
+  await using srv = await startFakeServer({ noGo: true, structured: false });
+  await using dev = await openNbd(srv.uri, { write: true });
+  assert.equal(dev.sizeBytes, 1048576n);
+  assert.equal(dev.logicalBlockSize, 512);
+  const data = pattern(8192, 6);
+  assert.equal(await dev.pwrite(data, 8192), 8192);
+  const back = new Uint8Array(8192);
+  assert.equal(await dev.pread(back, 8192), 8192);
+  assert.deepEqual(back, data);
+});
+
 Deno.test("the device id is nbd: and the normalized URI", () => {
   assert.equal(parseNbdUri("nbd://Backup/disk").id, "nbd:nbd://backup:10809/disk");
   assert.equal(parseNbdUri("nbd://backup:10809/di%73k").id, "nbd:nbd://backup:10809/disk");
@@ -223,5 +235,10 @@ Deno.test("the device id is nbd: and the normalized URI", () => {
   assert.equal(parseNbdUri("nbd+unix:///a%20b?socket=/run/n.sock").exportName, "a b");
   assert.throws(() => parseNbdUri("nbd+unix:///x"), TypeError);
   assert.throws(() => parseNbdUri("nbd:///x"), TypeError);
-  assert.throws(() => parseNbdUri("nbds://h/x"), /TLS/);
+  assert.throws(() => parseNbdUri("nbds+unix:///x?socket=/s"), /TLS over a Unix socket/);
+  assert.deepEqual(parseNbdUri("nbds://H:99/x?tls-certificates=/pki").tls, {
+    hostname: "h",
+    certificates: "/pki",
+  });
+  assert.equal(parseNbdUri("nbds://h:99/x").id, "nbd:nbd://h:99/x");
 });

@@ -5,7 +5,7 @@
  * @module
  */
 import { DeviceError } from "../device_error.ts";
-import { type ExportInfo, handshake, HandshakeError } from "./handshake.ts";
+import { type ExportInfo, handshake, HandshakeError, type TlsOptions } from "./handshake.ts";
 import type { NbdAddress } from "./uri.ts";
 import { ConnectionClosed, Reader } from "./wire.ts";
 
@@ -58,6 +58,7 @@ function describe(uri: string, addr: NbdAddress, err: unknown): DeviceError {
  * @param uri The URI as given (for messages).
  * @param addr Where the export is.
  * @param timeoutMs Deadline for the socket and the handshake together.
+ * @param tls TLS settings (for `nbds://`).
  * @returns The handshaken connection.
  * @throws {DeviceError} ECONNREFUSED, ENOENT, ETIMEDOUT, ENXIO (unknown export), EACCES, …
  * @example
@@ -70,6 +71,7 @@ export async function connectExport(
   uri: string,
   addr: NbdAddress,
   timeoutMs: number,
+  tls?: TlsOptions,
 ): Promise<Handshaken> {
   const abort = new AbortController();
   let conn: Deno.Conn | undefined;
@@ -93,9 +95,13 @@ export async function connectExport(
       throw new Deadline(String(timeoutMs));
     }
     conn = c;
-    const reader = new Reader(c);
-    const info = await handshake(c, reader, addr.exportName);
-    return { conn: c, reader, info };
+    const done = await handshake(c, new Reader(c), addr.exportName, tls);
+    conn = done.conn; // TLS replaced it
+    if (abort.signal.aborted) {
+      done.conn.close();
+      throw new Deadline(String(timeoutMs));
+    }
+    return done;
   })();
   try {
     return await Promise.race([work, deadline]);

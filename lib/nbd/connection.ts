@@ -102,7 +102,10 @@ export class NbdConnection {
     this.info = info;
     this.#ioTimeoutMs = options.ioTimeoutMs ?? 0;
     this.#tickMs = Math.max(10, Math.min(1000, Math.floor(this.#ioTimeoutMs / 4)));
-    this.#sender = new Sender(conn, () => this.#fail(ENOTCONN));
+    this.#sender = new Sender(conn, () => {
+      this.#fail(ENOTCONN);
+      this.#closeSocket(); // and stop the reader: nothing more can be answered
+    });
     this.#loop = this.#readLoop();
   }
 

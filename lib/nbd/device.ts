@@ -9,6 +9,7 @@ import type { BlockDevice } from "../block_device.ts";
 import { DeviceError } from "../device_error.ts";
 import type { Endpoint } from "../endpoint.ts";
 import { connectExport } from "./connect.ts";
+import type { TlsOptions } from "./handshake.ts";
 import { type Done, NbdConnection, type NbdExtent } from "./connection.ts";
 import { NbdEndpoint } from "./endpoint.ts";
 import { Cmd, CmdFlag, Flag } from "./protocol.ts";
@@ -31,6 +32,11 @@ export interface NbdOpenOptions {
   ioTimeoutMs?: number;
   /** Send every write with FUA (forced unit access) when the server supports it. */
   fua?: boolean;
+  /**
+   * `nbds://` only: CA certificates (PEM) that may have signed the server's certificate, besides
+   * the system's (and the URI's `tls-certificates=DIR/ca-cert.pem`).
+   */
+  tlsCaCerts?: string[];
 }
 
 /** What the server offers for this export (from its transmission flags). */
@@ -206,6 +212,10 @@ export class NbdDevice implements BlockDevice {
       queueMicrotask(() => done(-EINVAL));
       return false;
     }
+    if (length === 0) {
+      queueMicrotask(() => done(0));
+      return false;
+    }
     return true;
   }
 
@@ -353,15 +363,38 @@ export class NbdDevice implements BlockDevice {
   }
 }
 
+async function tlsOptions(
+  uri: string,
+  tls: { hostname: string; certificates?: string },
+  extra: string[] = [],
+): Promise<TlsOptions> {
+  const caCerts = [...extra];
+  if (tls.certificates) {
+    const path = `${tls.certificates}/ca-cert.pem`;
+    try {
+      caCerts.push(await Deno.readTextFile(path));
+    } catch (err) {
+      const code = err instanceof Deno.errors.NotFound ? "ENOENT" : "EACCES";
+      throw new DeviceError(
+        uri,
+        code,
+        `Cannot open NBD export "${uri}": cannot read the CA certificate "${path}" (${code})`,
+      );
+    }
+  }
+  return { hostname: tls.hostname, caCerts };
+}
+
 /**
  * Connects to an NBD export.
  *
- * @param uri `nbd://host[:port]/export` or `nbd+unix:///export?socket=PATH`.
- * @param options Write access, connections, timeouts, FUA.
+ * @param uri `nbd://host[:port]/export`, `nbd+unix:///export?socket=PATH`, or with TLS
+ *   `nbds://host[:port]/export?tls-certificates=DIR` (DIR holds the CA's `ca-cert.pem`).
+ * @param options Write access, connections, timeouts, FUA, CA certificates.
  * @returns The device; close it with `await dev.close()` or `await using`.
  * @throws {DeviceError} For a refused connection (ECONNREFUSED), a missing socket (ENOENT), a
- *   timeout (ETIMEDOUT), an unknown export (ENXIO), TLS required (EACCES), or a read-only
- *   export opened for writing (EROFS).
+ *   timeout (ETIMEDOUT), an unknown export (ENXIO), TLS required or a certificate not trusted
+ *   (EACCES), or a read-only export opened for writing (EROFS).
  * @throws {TypeError} For a malformed URI.
  * @example
  * ```ts ignore
@@ -371,10 +404,11 @@ export class NbdDevice implements BlockDevice {
  */
 export async function openNbd(uri: string, options: NbdOpenOptions = {}): Promise<NbdDevice> {
   const addr = parseNbdUri(uri);
+  const tls = addr.tls && await tlsOptions(uri, addr.tls, options.tlsCaCerts);
   const timeout = options.connectTimeoutMs ?? 10_000;
   const io = { ioTimeoutMs: options.ioTimeoutMs ?? 60_000 };
   const write = options.write ?? false;
-  const first = await connectExport(uri, addr, timeout);
+  const first = await connectExport(uri, addr, timeout, tls);
   const conns = [new NbdConnection(first.conn, first.reader, first.info, io)];
   const { size, flags } = first.info;
   try {
@@ -387,7 +421,7 @@ export async function openNbd(uri: string, options: NbdOpenOptions = {}): Promis
     }
     const want = flags & Flag.CAN_MULTI_CONN ? Math.max(1, options.connections ?? 4) : 1;
     const more = await Promise.allSettled(
-      Array.from({ length: want - 1 }, () => connectExport(uri, addr, timeout)),
+      Array.from({ length: want - 1 }, () => connectExport(uri, addr, timeout, tls)),
     );
     for (const m of more) {
       if (m.status !== "fulfilled") continue; // fewer connections still work

@@ -27,6 +27,8 @@ export interface FakeOptions {
   silent?: boolean;
   /** Reject requests larger than the advertised maximum with EINVAL, and count them. */
   strictMax?: boolean;
+  /** Refuse NBD_OPT_GO as unsupported (an old server): only NBD_OPT_EXPORT_NAME works. */
+  noGo?: boolean;
   /** Per-request fault injection. */
   fault?: (cmd: number, offset: number, length: number) => Fault;
 }
@@ -197,7 +199,13 @@ export async function startFakeServer(options: FakeOptions = {}): Promise<FakeSe
           ),
           optReply(opt, Rep.ACK),
         );
-      } else if (opt === Opt.GO) {
+      } else if (opt === Opt.EXPORT_NAME && options.noGo) {
+        await peer.write(bytes((w) => {
+          w.setBigUint64(0, BigInt(size));
+          w.setUint16(8, tflags);
+        }, 10));
+        return { structured, meta };
+      } else if (opt === Opt.GO && !options.noGo) {
         if (options.exportName !== undefined && name !== options.exportName) {
           await peer.write(optReply(opt, Rep.ERR_UNKNOWN, enc.encode(`no export "${name}"`)));
           continue;

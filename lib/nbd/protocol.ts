@@ -22,7 +22,9 @@ export const Handshake = {
 
 /** Option numbers. */
 export const Opt = {
+  EXPORT_NAME: 1,
   ABORT: 2,
+  STARTTLS: 5,
   GO: 7,
   STRUCTURED_REPLY: 8,
   SET_META_CONTEXT: 10,

@@ -1,5 +1,6 @@
 /**
- * NBD URIs: `nbd://host[:port]/export` and `nbd+unix:///export?socket=PATH`.
+ * NBD URIs: `nbd://host[:port]/export`, `nbd+unix:///export?socket=PATH`, and with TLS
+ * `nbds://host[:port]/export[?tls-certificates=DIR][&tls-hostname=NAME]`.
  *
  * @module
  */
@@ -14,6 +15,13 @@ export interface NbdAddress {
   socket?: string;
   /** Export name ("" for the default export). */
   exportName: string;
+  /** `nbds://`: TLS is required. */
+  tls?: {
+    /** The name the server's certificate must carry (`tls-hostname`, else the host). */
+    hostname: string;
+    /** `tls-certificates`: a directory whose `ca-cert.pem` signed the server's certificate. */
+    certificates?: string;
+  };
   /**
    * `nbd:` and the normalized URI (host, port, export; or socket and export): equal for the
    * same export however the URI was written, so overlap checks work.
@@ -69,8 +77,8 @@ export function parseNbdUri(uri: string): NbdAddress {
     throw new TypeError(`Not a valid NBD URI: "${uri}" (use nbd://host[:port]/export)`);
   }
   const scheme = url.protocol.replace(/:$/, "");
-  if (scheme === "nbds" || scheme === "nbds+unix") {
-    throw new TypeError(`TLS NBD URIs are not supported: "${uri}" (use nbd:// or nbd+unix://)`);
+  if (scheme === "nbds+unix") {
+    throw new TypeError(`TLS over a Unix socket is not supported: "${uri}" (use nbds://host)`);
   }
   const exportName = decodeURIComponent(url.pathname.replace(/^\//, ""));
   if (scheme === "nbd+unix") {
@@ -79,9 +87,22 @@ export function parseNbdUri(uri: string): NbdAddress {
     if (!socket) throw new TypeError(`NBD URI "${uri}" needs ?socket=PATH for a Unix socket`);
     return { socket, exportName, id: nbdId({ socket, exportName }) };
   }
-  if (scheme !== "nbd") throw new TypeError(`Not an NBD URI: "${uri}"`);
+  if (scheme !== "nbd" && scheme !== "nbds") throw new TypeError(`Not an NBD URI: "${uri}"`);
   if (!url.hostname) throw new TypeError(`NBD URI "${uri}" has no host`);
   const port = url.port ? Number(url.port) : 10809;
   const hostname = url.hostname.replace(/^\[(.*)\]$/, "$1").toLowerCase();
-  return { hostname, port, exportName, id: nbdId({ hostname, port, exportName }) };
+  // TLS or not, host, port and export name say which bytes these are.
+  const addr: NbdAddress = {
+    hostname,
+    port,
+    exportName,
+    id: nbdId({ hostname, port, exportName }),
+  };
+  if (scheme === "nbds") {
+    addr.tls = {
+      hostname: url.searchParams.get("tls-hostname") ?? hostname,
+      certificates: url.searchParams.get("tls-certificates") ?? undefined,
+    };
+  }
+  return addr;
 }
