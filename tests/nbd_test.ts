@@ -386,6 +386,10 @@ Deno.test({
       (e) => e instanceof DeviceError && e.code === "ENOENT",
     );
     await assert.rejects(
+      openDevice("nbd://no-such-host.invalid/", { connectTimeoutMs: 2000 }),
+      (e) => e instanceof DeviceError && /^(EHOSTUNREACH|ETIMEDOUT)$/.test(e.code),
+    );
+    await assert.rejects(
       openDevice("nbd+unix:///"),
       (e) => e instanceof DeviceError && /socket=PATH/.test(e.message),
     );

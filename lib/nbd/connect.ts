@@ -32,6 +32,9 @@ function describe(uri: string, addr: NbdAddress, err: unknown): DeviceError {
   } else if (e instanceof Deno.errors.ConnectionRefused) {
     code = "ECONNREFUSED";
     why = `connection refused by ${where}: is the NBD server running and listening there?`;
+  } else if (!addr.socket && /lookup address|name or service|nodename/i.test(why)) {
+    code = "EHOSTUNREACH";
+    why = `cannot resolve host "${addr.hostname}"`;
   } else if (e instanceof Deno.errors.NotFound) {
     code = "ENOENT";
     why = addr.socket ? `no such socket ${where}` : `cannot resolve host "${addr.hostname}"`;
