@@ -75,7 +75,15 @@ export const RING = {
   intFlags: 208,
 } as const;
 
-/** `IORING_OP_*` opcodes used here (values from `linux/io_uring.h`). */
+/**
+ * `IORING_OP_*` opcodes used here (values from `linux/io_uring.h`), e.g. for `Ring.queueRw`.
+ *
+ * @example
+ * ```ts
+ * import { Op } from "./abi.ts";
+ * console.log(Op.READ_FIXED); // 4
+ * ```
+ */
 export const Op = {
   NOP: 0,
   READV: 1,

@@ -11,8 +11,15 @@ import { allocNative, freeNative, type NativeBlock } from "./native.ts";
 import { PAGE_SIZE, PagePool } from "./page_pool.ts";
 import { checkDests, checkFlags, checkRegion, overlaps, type Range } from "./region.ts";
 import { Ring } from "./ring.ts";
+import { startSmallCopy } from "./small_copy.ts";
 import { Throttle } from "./throttle.ts";
-import type { ClientOptions, CopyResult, IoRegion, JobOptions } from "./types.ts";
+import {
+  type ClientOptions,
+  type CopyResult,
+  type IoRegion,
+  type JobOptions,
+  KcopydFlags,
+} from "./types.ts";
 
 function positiveInt(value: unknown, name: string, min: number, max: number): number {
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min || value > max) {
@@ -51,8 +58,11 @@ export class KcopydClient implements AsyncDisposable {
   readonly #zero: NativeBlock;
   readonly #engine: JobEngine;
   readonly #endpoints = new WeakMap<BlockDevice, Endpoint>();
-  readonly #jobs = new Map<Job, Promise<unknown>>();
+  /** Jobs running (for progress). */
   readonly #active = new Set<Job>();
+  /** Jobs whose notify has not run yet, and who waits for them all. */
+  #pending = 0;
+  readonly #flushes: (() => void)[] = [];
   #destroying: Promise<void> | undefined;
 
   private constructor(options: Required<Omit<ClientOptions, "throttle">>, throttle: Throttle) {
@@ -170,19 +180,26 @@ export class KcopydClient implements AsyncDisposable {
     dests: IoRegion[],
     options: JobOptions<C> = {},
   ): Promise<CopyResult> {
-    return this.#submit(options, () => {
-      const src = checkRegion(source, "source");
-      const ranges = checkDests(dests, this.maxDestinations, src.count);
-      ranges.forEach((r, i) => {
+    let flags: number;
+    let src: Range;
+    let ranges: Range[];
+    try {
+      flags = this.#checkOptions(options);
+      src = checkRegion(source, "source");
+      ranges = checkDests(dests, this.maxDestinations, src.count);
+      for (let i = 0; i < ranges.length; i++) {
+        const r = ranges[i];
         if (overlaps(src, r)) {
           throw new RangeError(
             `Source and dests[${i}] overlap on the same storage: "${src.device.path}" sectors ` +
               `${src.sector}+${src.count} and "${r.device.path}" sectors ${r.sector}+${r.count}`,
           );
         }
-      });
-      return { source: src, dests: ranges };
-    });
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#start(options, flags, src, ranges);
   }
 
   /**
@@ -199,60 +216,76 @@ export class KcopydClient implements AsyncDisposable {
    * ```
    */
   zero<C = unknown>(dests: IoRegion[], options: JobOptions<C> = {}): Promise<CopyResult> {
-    return this.#submit(options, () => ({
-      source: undefined,
-      dests: checkDests(dests, this.maxDestinations),
-    }));
-  }
-
-  #submit<C>(
-    options: JobOptions<C>,
-    check: () => { source: Range | undefined; dests: Range[] },
-  ): Promise<CopyResult> {
-    let job: Job;
+    let flags: number;
+    let ranges: Range[];
     try {
-      if (this.#destroying) {
-        throw new Error(
-          "KcopydClient is destroyed: create a new client with KcopydClient.create()",
-        );
-      }
-      if (typeof options !== "object" || options === null) {
-        throw new TypeError(`options must be an object: got ${options}`);
-      }
-      const flags = checkFlags(options.flags);
-      if (options.notify !== undefined && typeof options.notify !== "function") {
-        throw new TypeError(`notify must be a function: got ${typeof options.notify}`);
-      }
-      const { source, dests } = check();
-      job = new Job(this.#engine, source, dests, flags, options.flush ?? false);
+      flags = this.#checkOptions(options);
+      ranges = checkDests(dests, this.maxDestinations);
     } catch (err) {
       return Promise.reject(err);
     }
-    const p = this.#run(job, options);
-    this.#jobs.set(job, p);
-    return p;
+    return this.#start(options, flags, undefined, ranges);
   }
 
-  async #run<C>(job: Job, options: JobOptions<C>): Promise<CopyResult> {
-    this.#active.add(job);
-    let result: CopyResult;
-    try {
-      // Awaiting always yields, so notify never runs inside copy()/zero().
-      result = await job.run();
-    } finally {
-      this.#active.delete(job);
+  /** Checks what every job takes; returns the checked flags. */
+  #checkOptions<C>(options: JobOptions<C>): number {
+    if (this.#destroying) {
+      throw new Error("KcopydClient is destroyed: create a new client with KcopydClient.create()");
     }
-    try {
-      options.notify?.(result.readErr, result.writeErr, options.context as C);
-    } finally {
-      this.#jobs.delete(job); // flush() still waits for this job's promise itself
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError(`options must be an object: got ${options}`);
     }
-    return result;
+    if (options.notify !== undefined && typeof options.notify !== "function") {
+      throw new TypeError(`notify must be a function: got ${typeof options.notify}`);
+    }
+    return checkFlags(options.flags);
+  }
+
+  /** Runs a checked job: the one-chunk fast path when it qualifies, else a {@linkcode Job}. */
+  #start<C>(
+    options: JobOptions<C>,
+    flags: number,
+    source: Range | undefined,
+    dests: Range[],
+  ): Promise<CopyResult> {
+    this.#pending++;
+    const flush = options.flush ?? false;
+    return new Promise((resolve, reject) => {
+      // Results always arrive from the event loop, so notify never runs inside copy()/zero().
+      const finish = (result: CopyResult) => {
+        try {
+          options.notify?.(result.readErr, result.writeErr, options.context as C);
+          resolve(result);
+        } catch (err) {
+          reject(err);
+        } finally {
+          if (--this.#pending === 0) this.#wakeFlushes();
+        }
+      };
+      const general = () => {
+        const job = new Job(this.#engine, source, dests, flags, flush);
+        this.#active.add(job);
+        job.run().then((result) => {
+          this.#active.delete(job);
+          finish(result);
+        });
+      };
+      const small = source !== undefined && dests.length === 1 && !flush &&
+        (flags & KcopydFlags.WRITE_SEQ) === 0 &&
+        startSmallCopy(this.#engine, source, dests[0], finish, general);
+      if (!small) general();
+    });
+  }
+
+  #wakeFlushes(): void {
+    const waiters = this.#flushes.splice(0);
+    for (const w of waiters) w();
   }
 
   /** Resolves when every job submitted so far has completed and its notify has run. */
-  async flush(): Promise<void> {
-    while (this.#jobs.size > 0) await Promise.allSettled([...this.#jobs.values()]);
+  flush(): Promise<void> {
+    if (this.#pending === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#flushes.push(resolve));
   }
 
   /**

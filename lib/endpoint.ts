@@ -5,17 +5,10 @@
  *
  * @module
  */
-import { Falloc } from "../ffi/abi.ts";
+import { Falloc, Op } from "../ffi/abi.ts";
 import { Errno } from "./errno.ts";
 import type { Ring } from "./ring.ts";
-import {
-  prepFallocate,
-  prepFsync,
-  prepRead,
-  prepReadFixed,
-  prepWrite,
-  prepWriteFixed,
-} from "./sqe.ts";
+import { prepFallocate, prepFsync } from "./sqe.ts";
 
 /** Device operations as the copy engine sees them. Offsets and lengths are in bytes. */
 export interface Endpoint {
@@ -63,37 +56,21 @@ export class LocalEndpoint implements Endpoint {
   }
 
   read(address: number, length: number, offset: number): Promise<number> {
-    const fd = this.#fd;
-    return this.#isFixed(address, length)
-      ? this.#io((s) => prepReadFixed(s, fd, address, length, offset, 0))
-      : this.#io((s) => prepRead(s, fd, address, length, offset));
+    return new Promise((resolve) => this.readCb(address, length, offset, resolve));
   }
 
   readCb(address: number, length: number, offset: number, done: (res: number) => void): void {
-    const fd = this.#fd;
-    this.#ring.queue(
-      this.#isFixed(address, length)
-        ? (s) => prepReadFixed(s, fd, address, length, offset, 0)
-        : (s) => prepRead(s, fd, address, length, offset),
-      done,
-    );
+    const op = this.#isFixed(address, length) ? Op.READ_FIXED : Op.READ;
+    this.#ring.queueRw(op, this.#fd, address, length, offset, 0, done);
   }
 
   writeCb(address: number, length: number, offset: number, done: (res: number) => void): void {
-    const fd = this.#fd;
-    this.#ring.queue(
-      this.#isFixed(address, length)
-        ? (s) => prepWriteFixed(s, fd, address, length, offset, 0)
-        : (s) => prepWrite(s, fd, address, length, offset),
-      done,
-    );
+    const op = this.#isFixed(address, length) ? Op.WRITE_FIXED : Op.WRITE;
+    this.#ring.queueRw(op, this.#fd, address, length, offset, 0, done);
   }
 
   write(address: number, length: number, offset: number): Promise<number> {
-    const fd = this.#fd;
-    return this.#isFixed(address, length)
-      ? this.#io((s) => prepWriteFixed(s, fd, address, length, offset, 0))
-      : this.#io((s) => prepWrite(s, fd, address, length, offset));
+    return new Promise((resolve) => this.writeCb(address, length, offset, resolve));
   }
 
   async zero(offset: number, length: number): Promise<number> {

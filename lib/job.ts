@@ -82,11 +82,7 @@ export class Job {
   }
 
   /** Runs the job and reports what happened. */
-  run(): Promise<CopyResult> {
-    return this.#small() ?? this.#runAll();
-  }
-
-  async #runAll(): Promise<CopyResult> {
+  async run(): Promise<CopyResult> {
     if (this.#source) await this.#copy(this.#source);
     else await this.#zero();
     if (this.#flush) await this.#flushAll();
@@ -98,55 +94,6 @@ export class Job {
       (a.dest ?? -1) - (b.dest ?? -1) || (a.sector < b.sector ? -1 : a.sector > b.sector ? 1 : 0)
     );
     return { readErr: this.#readErr, writeErr: this.#writeErr, errors: this.#errors };
-  }
-
-  /**
-   * The hot path for the commonest small job (one chunk, one destination, free pages, no
-   * ordering, throttle or flush): the read and the write are chained by callbacks, with no
-   * Promise per I/O. Anything unusual (a failed or short read) goes to the general path.
-   */
-  #small(): Promise<CopyResult> | undefined {
-    const src = this.#source;
-    const engine = this.#engine;
-    if (!src || this.#dests.length !== 1 || this.#seq || this.#flush) return undefined;
-    const len = src.length;
-    if (len === 0 || len > engine.chunkBytes || !engine.throttle.unlimited) return undefined;
-    const dest = this.#dests[0];
-    const sep = engine.endpoint(src);
-    const dep = engine.endpoint(dest);
-    if (!sep.readCb || !dep.writeCb) return undefined;
-    const pool = engine.pool;
-    const run = pool.tryAcquire(Math.ceil(len / PAGE_SIZE));
-    if (!run) return undefined; // others are waiting for pages: queue behind them
-    this.#cursor = len;
-    this.#next = 1;
-    return new Promise((resolve) => {
-      const finish = () => {
-        pool.release(run);
-        resolve(this.#result());
-      };
-      sep.readCb!(run.address, len, src.offset, (r) => {
-        if (r !== len) {
-          this.#copyChunk(src, 0, 0, len, run).then(finish, finish);
-          return;
-        }
-        dep.writeCb!(run.address, len, dest.offset, (w) => {
-          if (w === len) {
-            this.bytesDone = len;
-            return finish();
-          }
-          if (w < 0) {
-            this.#writeFailed(0, dest, 0, len, w, 0);
-            return finish();
-          }
-          this.#writeFull(dep, run.address + w, len - w, dest.offset + w).then((o) => {
-            if (o.res < 0) this.#writeFailed(0, dest, w + o.done, len - w - o.done, o.res, 0);
-            else this.bytesDone = len;
-            finish();
-          });
-        });
-      });
-    });
   }
 
   #stop(at: number): void {

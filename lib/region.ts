@@ -39,15 +39,70 @@ function isDevice(value: unknown): value is BlockDevice {
     "endpoint" in value && typeof (value as BlockDevice).endpoint === "function";
 }
 
+/** Regions ending below this sector are checked in plain numbers (2^44 sectors: 2^53 bytes). */
+const FAST_SECTORS = 2 ** 44;
+
+/** A sector value as a plain number when it is small enough to be exact, else -1. */
+function small(value: unknown): number {
+  if (typeof value === "bigint") {
+    return value >= 0n && value <= FAST_SECTORS ? Number(value) : -1;
+  }
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0 &&
+      value <= FAST_SECTORS
+    ? value
+    : -1;
+}
+
 /**
  * Checks one region: its kind, its numbers, and that it lies inside its device.
  *
  * @param region What the caller passed.
- * @param what How to name it in errors, e.g. `"dests[1]"`.
+ * @param what How to name it in errors, e.g. `"source"`, or a destination's index.
  * @param defaultCount The count to use when the region has none (copy destinations).
  * @returns The checked range.
  */
-export function checkRegion(region: unknown, what: string, defaultCount?: bigint): Range {
+export function checkRegion(
+  region: unknown,
+  what: string | number,
+  defaultCount?: bigint,
+): Range {
+  if (typeof region === "object" && region !== null) {
+    // The common case in plain numbers: no bigint arithmetic, no strings built.
+    const r = region as IoRegion;
+    const dev = r.device;
+    const sector = small(r.sector);
+    const count = r.count === undefined && defaultCount !== undefined
+      ? small(defaultCount)
+      : small(r.count);
+    if (isDevice(dev) && !dev.closed && sector >= 0 && count >= 0) {
+      const perBlock = dev.logicalBlockSize / 512;
+      if (
+        sector + count < FAST_SECTORS && sector + count <= Number(dev.sizeSectors) &&
+        sector % perBlock === 0 && count % perBlock === 0
+      ) {
+        return {
+          device: dev,
+          sector: typeof r.sector === "bigint" ? r.sector : BigInt(sector),
+          count: r.count === undefined
+            ? defaultCount!
+            : typeof r.count === "bigint"
+            ? r.count
+            : BigInt(count),
+          offset: sector * 512,
+          length: count * 512,
+        };
+      }
+    }
+  }
+  return checkRegionExactly(
+    region,
+    typeof what === "number" ? `dests[${what}]` : what,
+    defaultCount,
+  );
+}
+
+/** The exact path (bigint arithmetic), which also names every kind of mistake. */
+function checkRegionExactly(region: unknown, what: string, defaultCount?: bigint): Range {
   if (typeof region !== "object" || region === null) {
     throw new TypeError(`${what} must be a region { device, sector, count }: got ${region}`);
   }
@@ -111,7 +166,7 @@ export function checkDests(dests: unknown, max: number, defaultCount?: bigint): 
       `Too many destinations: ${dests.length} > ${max} (raise maxDestinations, up to 32)`,
     );
   }
-  const ranges = dests.map((d, i) => checkRegion(d, `dests[${i}]`, defaultCount));
+  const ranges = dests.map((d, i) => checkRegion(d, i, defaultCount));
   ranges.forEach((r, i) => {
     if (!r.device.writable) {
       throw new TypeError(

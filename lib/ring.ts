@@ -26,7 +26,7 @@ import {
 import { type Liburing, liburing } from "../ffi/liburing.ts";
 import { Errno } from "./errno.ts";
 import { allocNative, freeNative, type NativeBlock, nativeView } from "./native.ts";
-import { opName, prepCancelAny, type Sqe, sqeOpcode, sqeSetFlags } from "./sqe.ts";
+import { opName, prepCancelAny, prepRw, type Sqe, sqeOpcode, sqeSetFlags } from "./sqe.ts";
 import { UringError } from "./uring_error.ts";
 import { setImmediate } from "node:timers";
 
@@ -274,7 +274,56 @@ export class Ring implements AsyncDisposable {
    */
   queue(prep: Prep, done: Done): void {
     this.#checkOpen();
-    this.#enqueue({ preps: [prep], dones: [done] });
+    if (this.#queueHead === this.#queue.length && this.#fits(1)) {
+      prep(this.#nextSqe());
+      this.#placed(done);
+    } else {
+      this.#queue.push({ preps: [prep], dones: [done] });
+    }
+    this.#scheduleFlush();
+  }
+
+  /**
+   * Queues one read- or write-shaped operation without a `Prep` closure (the hottest path):
+   * fills the SQE like `prepRw(sqe, op, fd, addr, len, offset)` and sets `buf_index` (for the
+   * `*_FIXED` opcodes). `done` runs from the event loop, never inside this call.
+   *
+   * @param op An `IORING_OP_*` opcode, e.g. `Op.READ_FIXED`.
+   * @param fd File descriptor.
+   * @param addr Native address of the buffer.
+   * @param len Length in bytes.
+   * @param offset File offset in bytes.
+   * @param bufIndex Registered buffer index (0 when the opcode uses none).
+   * @param done Receives `res` and the CQE flags.
+   * @throws {Error} When the ring is closed.
+   * @example
+   * ```ts ignore
+   * ring.queueRw(Op.READ, fd, buf.address, 4096, 0, 0, (res) => console.log(res));
+   * ```
+   */
+  queueRw(
+    op: number,
+    fd: number,
+    addr: number,
+    len: number,
+    offset: number,
+    bufIndex: number,
+    done: Done,
+  ): void {
+    this.#checkOpen();
+    if (this.#queueHead === this.#queue.length && this.#fits(1)) {
+      const sqe = this.#nextSqe();
+      prepRw(sqe, op, fd, addr, len, offset);
+      if (bufIndex !== 0) sqe.view.setUint16(sqe.offset + SQE.bufIndex, bufIndex, true);
+      this.#placed(done);
+    } else {
+      const prep = (sqe: Sqe) => {
+        prepRw(sqe, op, fd, addr, len, offset);
+        if (bufIndex !== 0) sqe.view.setUint16(sqe.offset + SQE.bufIndex, bufIndex, true);
+      };
+      this.#queue.push({ preps: [prep], dones: [done] });
+    }
+    this.#scheduleFlush();
   }
 
   /**
@@ -463,22 +512,35 @@ export class Ring implements AsyncDisposable {
     return this.#sqeSpace() >= n;
   }
 
+  /** Points the cursor at the next free SQE; the caller checked that one fits. */
+  #nextSqe(): Sqe {
+    const sqe = this.#sqe;
+    sqe.offset = ((this.#sqeTail & this.#sqMask) >>> 0) * SQE_SIZE;
+    return sqe;
+  }
+
+  /** Tags the SQE just filled with a token for `done` and makes it part of the tail. */
+  #placed(done: Done): void {
+    const token = this.#free.pop()!;
+    const sqe = this.#sqe;
+    sqe.view.setUint32(sqe.offset + SQE.userData, token, true);
+    sqe.view.setUint32(sqe.offset + SQE.userData + 4, 0, true);
+    this.#dones[token] = done;
+    this.#sqeTail = (this.#sqeTail + 1) >>> 0;
+    this.#unsubmitted++;
+    this.#used++;
+  }
+
   /** Writes one queued item into the SQ; caller checked that it fits. */
   #place(q: Queued): void {
-    const sqe = this.#sqe;
-    const view = sqe.view;
     const n = q.preps.length;
     for (let i = 0; i < n; i++) {
-      const token = this.#free.pop()!;
-      sqe.offset = ((this.#sqeTail & this.#sqMask) >>> 0) * SQE_SIZE;
+      const sqe = this.#nextSqe();
       q.preps[i](sqe);
-      if (i < n - 1) sqeSetFlags(sqe, view.getUint8(sqe.offset + SQE.flags) | SqeFlag.IO_LINK);
-      view.setUint32(sqe.offset + SQE.userData, token, true);
-      view.setUint32(sqe.offset + SQE.userData + 4, 0, true);
-      this.#dones[token] = q.dones[i];
-      this.#sqeTail = (this.#sqeTail + 1) >>> 0;
-      this.#unsubmitted++;
-      this.#used++;
+      if (i < n - 1) {
+        sqeSetFlags(sqe, sqe.view.getUint8(sqe.offset + SQE.flags) | SqeFlag.IO_LINK);
+      }
+      this.#placed(q.dones[i]);
     }
   }
 

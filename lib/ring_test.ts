@@ -5,6 +5,7 @@ import { allocNative, freeNative } from "./native.ts";
 import {
   BufferPool,
   Falloc,
+  Op,
   prepFallocate,
   prepFsync,
   prepNop,
@@ -333,6 +334,35 @@ Deno.test("registered files: I/O names the file by index with IOSQE_FIXED_FILE",
       (e: unknown) => e instanceof UringError && e.code === "EBADF",
     );
     ring.unregisterFiles();
+  } finally {
+    libc().close(fd);
+    await Deno.remove(path);
+  }
+});
+
+Deno.test("queueRw fills reads and writes without a prep, also when they must wait for room", async () => {
+  const path = await tempFile(1 << 20);
+  // 4 SQ entries and 8 CQ entries for 64 operations: most of them queue in JS first.
+  await using ring = Ring.create({ entries: 4, cqEntries: 8 });
+  using pool = new BufferPool(64, 4096);
+  ring.registerBuffers(pool.iovecs());
+  const fd = openFd(path, O.RDWR | O.DIRECT);
+  const all = (op: number, first: number) =>
+    Promise.all(Array.from({ length: 32 }, (_, i) =>
+      new Promise<number>((resolve) => {
+        const b = pool.get(first + i);
+        ring.queueRw(op, fd, b.address, 4096, i * 4096, b.index, resolve);
+      })));
+  try {
+    for (let i = 0; i < 32; i++) randomFillSync(pool.get(i).bytes);
+    assert.deepEqual(await all(Op.WRITE_FIXED, 0), new Array(32).fill(4096));
+    assert.deepEqual(await all(Op.READ, 32), new Array(32).fill(4096));
+    for (let i = 0; i < 32; i++) assert.deepEqual(pool.get(32 + i).bytes, pool.get(i).bytes);
+    // A fixed read from a buffer other than the one named is refused by the kernel.
+    const res = await new Promise<number>((resolve) =>
+      ring.queueRw(Op.READ_FIXED, fd, pool.get(1).address, 4096, 0, 0, resolve)
+    );
+    assert.equal(res, -14); // EFAULT
   } finally {
     libc().close(fd);
     await Deno.remove(path);

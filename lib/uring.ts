@@ -36,4 +36,4 @@ export { BufferPool } from "./buffers.ts";
 export type { BufferPoolOptions, NativeBuffer } from "./buffers.ts";
 export { UringError } from "./uring_error.ts";
 export { errnoName } from "./errno.ts";
-export { Falloc, SetupFlag, SqeFlag } from "../ffi/abi.ts";
+export { Falloc, Op, SetupFlag, SqeFlag } from "../ffi/abi.ts";
