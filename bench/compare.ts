@@ -1,89 +1,45 @@
 // `deno task bench:compare`: kcopyd against dd, qemu-img convert, nbdcopy, fio (the io_uring
 // ceiling of the same shape) and a tight C liburing loop, on the same data, interleaved, several
-// rounds. Every copy is checked (cmp, or chunk by chunk) before its time counts.
+// rounds. Every copy is checked (xxh128 of the whole destination, or chunk by chunk) before its
+// time counts; kcopyd runs in processes of its own (bench/copy_job.ts, bench/chunk_jobs.ts, the
+// CLI) so that its peak RSS is measured like every peer's.
 //
-//   deno task bench:compare [--size 1G] [--rounds 2] [--out bench/RESULTS.md]
+//   deno task bench:compare [--size 1G] [--rounds 3] [--out bench/RESULTS.md]
 import { parseArgs } from "node:util";
-import { KcopydClient, openDevice } from "../mod.ts";
+import { Buffer } from "node:buffer";
+import { KcopydClient } from "../mod.ts";
 import { parseBytes } from "../lib/cli/units.ts";
 import { makeImage } from "../tests/support/image.ts";
+import { has, selfTimed, sh, timed, type Timing } from "./lib/exec.ts";
+import { Results } from "./lib/results.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
   options: {
     size: { type: "string", default: "1G" },
-    rounds: { type: "string", default: "2" },
+    rounds: { type: "string", default: "3" },
     out: { type: "string", default: new URL("./RESULTS.md", import.meta.url).pathname },
   },
 });
 const SIZE = Number(parseBytes(values.size!, "--size"));
 const ROUNDS = Number(values.rounds);
+if (SIZE % (1 << 20) !== 0 || SIZE < 64 << 20) {
+  console.error(`--size must be whole MiB and at least 64M: got ${values.size}`);
+  Deno.exit(2);
+}
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
+  console.error(`--rounds must be a positive integer: got ${values.rounds}`);
+  Deno.exit(2);
+}
 const GiB = 2 ** 30;
 const CHUNKS = 16384;
 const IN_FLIGHT = 2048;
+const PATTERN = 0xa5; // what destinations hold before each copy: never the random source
 const root = Deno.uid() === 0;
-const CLI = new URL("../cli.ts", import.meta.url).pathname;
-
-// ---------- helpers ----------
-
-async function sh(cmd: string, args: string[], opts: { quiet?: boolean } = {}) {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  if (!out.success && !opts.quiet) throw new Error(`${cmd} ${args.join(" ")}: ${text.trim()}`);
-  return { ok: out.success, text };
-}
-
-async function has(cmd: string): Promise<boolean> {
-  return (await sh("sh", ["-c", `command -v ${cmd}`], { quiet: true })).ok;
-}
-
-/** Runs a command under GNU time; returns seconds, peak RSS in KiB and its output. */
-async function timed(
-  cmd: string,
-  args: string[],
-): Promise<{ seconds: number; rssKiB: number; text: string }> {
-  const t0 = performance.now();
-  const r = await sh("/usr/bin/time", ["-f", "RSS_KIB=%M", cmd, ...args]);
-  const seconds = (performance.now() - t0) / 1000;
-  const m = r.text.match(/RSS_KIB=(\d+)/);
-  return { seconds, rssKiB: m ? Number(m[1]) : 0, text: r.text };
-}
-
-/** Samples this process's RSS every 20 ms; `stop()` returns the peak in bytes. */
-function sampleRss(): { stop: () => number } {
-  let peak = Deno.memoryUsage().rss;
-  const t = setInterval(() => peak = Math.max(peak, Deno.memoryUsage().rss), 20);
-  return {
-    stop() {
-      clearInterval(t);
-      return Math.max(peak, Deno.memoryUsage().rss);
-    },
-  };
-}
-
-interface Row {
-  workload: string;
-  tool: string;
-  unit: "GiB/s" | "chunks/s";
-  values: number[];
-  rssKiB: number[];
-  note?: string;
-}
-const rows = new Map<string, Row>();
-function record(
-  workload: string,
-  tool: string,
-  unit: Row["unit"],
-  v: number,
-  rss: number,
-  note?: string,
-) {
-  const key = `${workload}|${tool}`;
-  const row = rows.get(key) ?? { workload, tool, unit, values: [], rssKiB: [], note };
-  row.values.push(v);
-  row.rssKiB.push(rss);
-  rows.set(key, row);
-}
+const here = (p: string) => new URL(p, import.meta.url).pathname;
+const DENO = Deno.execPath();
+const CLI = here("../cli.ts");
+const results = new Results();
 
 // ---------- devices ----------
 
@@ -91,6 +47,8 @@ const dir = await Deno.makeTempDir({ dir: root ? "/dev/shm" : undefined, prefix:
 const files = ["src", "d0", "d1", "d2"].map((n) => `${dir}/${n}.img`);
 const loops: string[] = [];
 let dev = files;
+let srcHash = "";
+let zeroHash = "";
 
 async function cleanup() {
   for (const l of loops.splice(0)) await sh("losetup", ["-d", l], { quiet: true });
@@ -102,10 +60,11 @@ async function ensureTools() {
   const want: Record<string, string> = {
     "qemu-img": "qemu-utils",
     nbdcopy: "libnbd-bin",
+    nbdkit: "nbdkit",
     fio: "fio",
+    xxhsum: "xxhash",
     "/usr/bin/time": "time",
     cc: "gcc",
-    cmp: "diffutils",
   };
   const missing: string[] = [];
   for (const [tool, pkg] of Object.entries(want)) {
@@ -126,6 +85,42 @@ async function ensureTools() {
       `missing: ${missing.join(" ")} (install them with apt-get); their rows are skipped`,
     );
   }
+  for (const tool of ["xxhsum", "/usr/bin/time"]) {
+    if (!(await has(tool))) throw new Error(`${tool} is needed: apt-get install xxhash time`);
+  }
+}
+
+/** xxh128 of a file, or of standard input when the path is "-" (then `input` is a shell pipe). */
+async function hash(path: string, input?: string): Promise<string> {
+  const r = input
+    ? await sh("sh", ["-c", `${input} | xxhsum -H2 -`])
+    : await sh("xxhsum", ["-H2", path]);
+  return r.stdout.split(/\s+/)[0];
+}
+
+/** Fills a backing file with the pattern (this also keeps its memory allocated: no holes). */
+async function fillPattern(path: string, byte = PATTERN) {
+  using f = await Deno.open(path, { write: true });
+  const buf = new Uint8Array(4 << 20).fill(byte);
+  for (let off = 0; off < SIZE; off += buf.length) {
+    let w = 0;
+    while (w < buf.length) w += f.writeSync(buf.subarray(w));
+  }
+}
+
+/**
+ * Makes the block devices' views and their backing files agree: writes back what a tool left in
+ * a device's page cache and drops the rest (so no stale page can hide a failed copy).
+ */
+async function settle(ds: number[]) {
+  if (!loops.length) return;
+  await Promise.all(ds.map((d) => sh("blockdev", ["--flushbufs", dev[d]])));
+}
+
+/** Before each copy: destinations hold the pattern, not the source. */
+async function reset(ds: number[]) {
+  for (const d of ds) await fillPattern(files[d]);
+  await settle(ds);
 }
 
 async function setup() {
@@ -134,8 +129,10 @@ async function setup() {
   await Deno.rename(src, files[0]);
   for (const f of files.slice(1)) {
     await Deno.writeFile(f, new Uint8Array(0));
-    await Deno.truncate(f, SIZE);
+    await fillPattern(f);
   }
+  srcHash = await hash(files[0]);
+  zeroHash = await hash("-", `head -c ${SIZE} /dev/zero`);
   if (root && (await has("losetup"))) {
     dev = [];
     for (const f of files) {
@@ -149,67 +146,59 @@ async function setup() {
   }
 }
 
-/** Empties a destination (punches its backing file) so a failed copy cannot pass the check. */
-async function reset(i: number) {
-  await sh("fallocate", ["--punch-hole", "--offset", "0", "--length", `${SIZE}`, files[i]], {
-    quiet: true,
-  });
+/** Every destination must hash like the source (or like zeros). */
+async function check(tool: string, ds: number[], want = srcHash) {
+  await settle(ds);
+  // Side by side: two cores, and each hash is bound by one of them.
+  const got = await Promise.all(ds.map((d) => hash(files[d])));
+  const bad = ds.filter((_, i) => got[i] !== want);
+  if (bad.length) throw new Error(`${tool}: destination(s) ${bad.join(", ")} are wrong`);
 }
 
-async function same(a: string, b: string, bytes = SIZE): Promise<boolean> {
-  return (await sh("cmp", ["-s", "-n", `${bytes}`, a, b], { quiet: true })).ok;
-}
-
-async function checkCopy(tool: string, dests: number[]) {
-  // The comparisons run side by side: two cores, and each cmp is bound by one of them.
-  const ok = await Promise.all(dests.map((d) => same(dev[0], dev[d])));
-  const bad = dests.filter((_, i) => !ok[i]);
-  if (bad.length) throw new Error(`${tool}: destination(s) ${bad.join(", ")} differ`);
+/** Runs a one-output peer once per destination: total time, largest RSS. */
+async function perDest(ds: number[], make: (d: number) => [string, string[]]): Promise<Timing> {
+  let seconds = 0;
+  let rssKiB = 0;
+  for (const d of ds) {
+    const t = await timed(...make(d));
+    seconds += t.seconds;
+    rssKiB = Math.max(rssKiB, t.rssKiB);
+  }
+  return { seconds, rssKiB };
 }
 
 // ---------- W1 / W2: sequential copies ----------
 
-const peers: Record<string, (d: number) => [string, string[]]> = {
-  dd: (
-    d,
-  ) => ["dd", [
-    `if=${dev[0]}`,
-    `of=${dev[d]}`,
-    "bs=1M",
-    "iflag=direct",
-    "oflag=direct",
-    "conv=notrunc",
-    "status=none",
-  ]],
-  "qemu-img": (
-    d,
-  ) => ["qemu-img", [
-    "convert",
-    "-f",
-    "raw",
-    "-O",
-    "raw",
-    "-t",
-    "none",
-    "-T",
-    "none",
-    "-m",
-    "16",
-    "-W",
-    "-n",
-    dev[0],
-    dev[d],
-  ]],
-};
+const dd = (d: number): [string, string[]] => ["dd", [
+  `if=${dev[0]}`,
+  `of=${dev[d]}`,
+  "bs=1M",
+  "iflag=direct",
+  "oflag=direct",
+  "conv=notrunc",
+  "status=none",
+]];
+const qemuImg = (d: number): [string, string[]] => ["qemu-img", [
+  "convert",
+  ...["-f", "raw", "-O", "raw", "-t", "none", "-T", "none", "-m", "16", "-W", "-n"],
+  dev[0],
+  dev[d],
+]];
 let nbdcopyRequest = "";
+// nbdcopy writes block devices through the page cache: --flush makes it pay for durability
+// like the direct-I/O tools do.
+const nbdcopy = (d: number): [string, string[]] => ["nbdcopy", [
+  "--flush",
+  ...(nbdcopyRequest ? [`--request-size=${nbdcopyRequest}`] : []),
+  dev[0],
+  dev[d],
+]];
 
 async function pickNbdcopyRequestSize() {
   let best = { size: "", rate: 0 };
   for (const size of ["", "262144", "1048576", "4194304"]) {
-    await reset(1);
-    const args = [...(size ? [`--request-size=${size}`] : []), dev[0], dev[1]];
-    const t = await timed("nbdcopy", args);
-    await checkCopy("nbdcopy", [1]);
+    await reset([1]);
+    const t = await timed("nbdcopy", [...(size ? [`--request-size=${size}`] : []), dev[0], dev[1]]);
     const rate = SIZE / GiB / t.seconds;
     if (rate > best.rate) best = { size, rate };
   }
@@ -217,15 +206,7 @@ async function pickNbdcopyRequestSize() {
   console.log(`nbdcopy: best --request-size ${best.size || "(default)"}`);
 }
 
-function nbdcopy(d: number): [string, string[]] {
-  return ["nbdcopy", [
-    ...(nbdcopyRequest ? [`--request-size=${nbdcopyRequest}`] : []),
-    dev[0],
-    dev[d],
-  ]];
-}
-
-async function fioCeiling(nDests: number): Promise<{ seconds: number; rssKiB: number }> {
+async function fioCeiling(nDests: number): Promise<Timing> {
   const args = [
     "--output-format=json",
     "--ioengine=io_uring",
@@ -247,75 +228,31 @@ async function fioCeiling(nDests: number): Promise<{ seconds: number; rssKiB: nu
   return { seconds: ms / 1000, rssKiB: t.rssKiB };
 }
 
+type Tool = [name: string, run: () => Promise<Timing>, verify: boolean];
+
 async function sequential(workload: string, nDests: number) {
-  const dests = Array.from({ length: nDests }, (_, i) => i + 1);
-  const tools: [string, () => Promise<{ seconds: number; rssKiB: number }>, boolean][] = [
+  const ds = Array.from({ length: nDests }, (_, i) => i + 1);
+  const outs = ds.map((d) => dev[d]);
+  const tools: Tool[] = [
+    ["kcopyd (CLI)", () => timed(DENO, ["run", "-A", CLI, "copy", dev[0], ...outs, "-q"]), true],
     [
-      "kcopyd (CLI)",
-      () =>
-        timed(Deno.execPath(), [
-          "run",
-          "--allow-all",
-          CLI,
-          "copy",
-          dev[0],
-          ...dests.map((d) => dev[d]),
-          "-q",
-        ]),
+      "kcopyd (library)",
+      () => selfTimed(DENO, ["run", "-A", here("copy_job.ts"), dev[0], ...outs]),
       true,
     ],
-    ["kcopyd (library)", async () => {
-      const rss = sampleRss();
-      await using src = await openDevice(dev[0]);
-      const outs = await Promise.all(dests.map((d) => openDevice(dev[d], { write: true })));
-      await using kc = await KcopydClient.create({ waitMode: "inline" });
-      const t0 = performance.now();
-      const r = await kc.copy(
-        { device: src, sector: 0n, count: src.sizeSectors },
-        outs.map((device) => ({ device, sector: 0n })),
-      );
-      const seconds = (performance.now() - t0) / 1000;
-      for (const o of outs) await o.close();
-      if (r.readErr || r.writeErr) throw new Error("kcopyd library copy failed");
-      return { seconds, rssKiB: Math.round(rss.stop() / 1024) };
-    }, true],
   ];
-  for (const [name, make] of Object.entries(peers)) {
-    if (await has(make(1)[0])) {
-      tools.push([name, async () => {
-        let seconds = 0;
-        let rssKiB = 0;
-        for (const d of dests) {
-          const [c, a] = make(d);
-          const t = await timed(c, a);
-          seconds += t.seconds;
-          rssKiB = Math.max(rssKiB, t.rssKiB);
-        }
-        return { seconds, rssKiB };
-      }, true]);
-    }
-  }
-  if (await has("nbdcopy")) {
-    tools.push(["nbdcopy", async () => {
-      let seconds = 0;
-      let rssKiB = 0;
-      for (const d of dests) {
-        const t = await timed(...nbdcopy(d));
-        seconds += t.seconds;
-        rssKiB = Math.max(rssKiB, t.rssKiB);
-      }
-      return { seconds, rssKiB };
-    }, true]);
-  }
+  if (await has("dd")) tools.push(["dd", () => perDest(ds, dd), true]);
+  if (await has("qemu-img")) tools.push(["qemu-img", () => perDest(ds, qemuImg), true]);
+  if (await has("nbdcopy")) tools.push(["nbdcopy", () => perDest(ds, nbdcopy), true]);
   if (await has("fio")) {
     tools.push(["fio io_uring ceiling (read + write, no copy)", () => fioCeiling(nDests), false]);
   }
   for (let round = 0; round < ROUNDS; round++) {
     for (const [name, run, verify] of tools) {
-      for (const d of dests) await reset(d);
+      await reset(ds);
       const t = await run();
-      if (verify) await checkCopy(name, dests);
-      record(workload, name, "GiB/s", SIZE / GiB / t.seconds, t.rssKiB);
+      if (verify) await check(name, ds);
+      results.record(workload, name, "GiB/s", SIZE / GiB / t.seconds, t.rssKiB);
     }
   }
 }
@@ -335,154 +272,87 @@ async function chunkList(chunk: number): Promise<{ path: string; list: Uint32Arr
   return { path, list };
 }
 
+/** Every listed chunk of the destination equals the source's (memcmp through node:buffer). */
 async function checkChunks(tool: string, chunk: number, list: Uint32Array) {
-  using a = await Deno.open(dev[0]);
-  using b = await Deno.open(dev[1]);
-  const x = new Uint8Array(chunk);
-  const y = new Uint8Array(chunk);
+  await settle([1]);
+  using a = await Deno.open(files[0]);
+  using b = await Deno.open(files[1]);
+  const x = Buffer.alloc(chunk);
+  const y = Buffer.alloc(chunk);
   for (const c of new Set(list)) {
-    await a.seek(c * chunk, Deno.SeekMode.Start);
-    await b.seek(c * chunk, Deno.SeekMode.Start);
-    await a.read(x);
-    await b.read(y);
-    if (!x.every((v, i) => v === y[i])) throw new Error(`${tool}: chunk ${c} differs`);
+    a.seekSync(c * chunk, Deno.SeekMode.Start);
+    b.seekSync(c * chunk, Deno.SeekMode.Start);
+    for (let n = 0; n < chunk;) n += a.readSync(x.subarray(n)) ?? chunk;
+    for (let n = 0; n < chunk;) n += b.readSync(y.subarray(n)) ?? chunk;
+    if (!x.equals(y)) throw new Error(`${tool}: chunk ${c} differs`);
   }
 }
 
 async function chunks(workload: string, chunk: number, refBin: string | undefined) {
   const { path, list } = await chunkList(chunk);
-  const sectors = BigInt(chunk / 512);
+  const args = [dev[0], dev[1], `${chunk}`, `${IN_FLIGHT}`, path];
+  const jobs = here("chunk_jobs.ts");
+  const tools: [string, () => Promise<Timing>][] = [
+    ["kcopyd (library)", () => selfTimed(DENO, ["run", "-A", jobs, ...args])],
+    [
+      "kcopyd (library, inline waits)",
+      () => selfTimed(DENO, ["run", "-A", jobs, ...args, "inline"]),
+    ],
+  ];
+  if (refBin) {
+    tools.push(["C liburing loop (bench/ref/chunk_copy.c)", () => selfTimed(refBin, args)]);
+  }
   for (let round = 0; round < ROUNDS; round++) {
-    await reset(1);
-    {
-      const rss = sampleRss();
-      await using src = await openDevice(dev[0]);
-      await using dst = await openDevice(dev[1], { write: true });
-      await using kc = await KcopydClient.create({ waitMode: "inline" });
-      let next = 0;
-      const t0 = performance.now();
-      const worker = async () => {
-        while (next < CHUNKS) {
-          const c = BigInt(list[next++]) * sectors;
-          const r = await kc.copy({ device: src, sector: c, count: sectors }, [{
-            device: dst,
-            sector: c,
-          }]);
-          if (r.readErr || r.writeErr) throw new Error("kcopyd chunk copy failed");
-        }
-      };
-      await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
-      const seconds = (performance.now() - t0) / 1000;
-      await dst.close();
-      await checkChunks("kcopyd", chunk, list);
-      record(
-        workload,
-        "kcopyd (library)",
-        "chunks/s",
-        CHUNKS / seconds,
-        Math.round(rss.stop() / 1024),
-      );
-    }
-    if (refBin) {
-      await reset(1);
-      const t = await timed(refBin, [dev[0], dev[1], `${chunk}`, `${IN_FLIGHT}`, path]);
-      await checkChunks("C liburing", chunk, list);
-      record(
-        workload,
-        "C liburing loop (bench/ref/chunk_copy.c)",
-        "chunks/s",
-        CHUNKS / t.seconds,
-        t.rssKiB,
-      );
+    for (const [name, run] of tools) {
+      await reset([1]);
+      const t = await run();
+      await checkChunks(name, chunk, list);
+      results.record(workload, name, "chunks/s", CHUNKS / t.seconds, t.rssKiB);
     }
     // A peer run once per chunk: 64 chunks, rate extrapolated.
     const sample = 64;
     const t0 = performance.now();
     for (const c of list.subarray(0, sample)) {
       await sh("dd", [
-        `if=${dev[0]}`,
-        `of=${dev[1]}`,
-        `bs=${chunk}`,
-        `skip=${c}`,
-        `seek=${c}`,
-        "count=1",
-        "iflag=direct",
-        "oflag=direct",
-        "conv=notrunc",
-        "status=none",
+        ...[`if=${dev[0]}`, `of=${dev[1]}`, `bs=${chunk}`, `skip=${c}`, `seek=${c}`, "count=1"],
+        ...["iflag=direct", "oflag=direct", "conv=notrunc", "status=none"],
       ]);
     }
-    record(
-      workload,
-      "dd once per chunk (64 sampled)",
-      "chunks/s",
-      sample / ((performance.now() - t0) / 1000),
-      0,
-    );
+    const rate = sample / ((performance.now() - t0) / 1000);
+    results.record(workload, "dd once per chunk (64 sampled)", "chunks/s", rate, 0);
   }
 }
 
 // ---------- W5: zero ----------
 
 async function zero() {
-  const dests = [1, 2, 3];
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const d of dests) await sh("cp", ["--sparse=never", files[0], files[d]]); // non-zero
-    const k = await timed(Deno.execPath(), [
-      "run",
-      "--allow-all",
-      CLI,
-      "zero",
-      ...dests.map((d) => dev[d]),
-      "-q",
-    ]);
-    for (const d of dests) {
-      if (!(await same("/dev/zero", dev[d]))) throw new Error(`kcopyd zero: ${d} not zero`);
-    }
-    record(
-      "W5 zero 3 destinations",
+  const W5 = "W5 zero 3 destinations";
+  const ds = [1, 2, 3];
+  const tools: Tool[] = [
+    [
       "kcopyd (CLI)",
-      "GiB/s",
-      (3 * SIZE) / GiB / k.seconds,
-      k.rssKiB,
-    );
-    for (const d of dests) await sh("cp", ["--sparse=never", files[0], files[d]]);
-    let seconds = 0;
-    let rss = 0;
-    for (const d of dests) {
-      const t = await timed("dd", [
-        "if=/dev/zero",
-        `of=${dev[d]}`,
-        "bs=1M",
-        `count=${SIZE >> 20}`,
-        "oflag=direct",
-        "conv=notrunc",
-        "status=none",
-      ]);
-      seconds += t.seconds;
-      rss = Math.max(rss, t.rssKiB);
-    }
-    for (const d of dests) {
-      if (!(await same("/dev/zero", dev[d]))) throw new Error(`dd zero: ${d} not zero`);
-    }
-    record(
-      "W5 zero 3 destinations",
-      "dd if=/dev/zero, once per destination",
-      "GiB/s",
-      (3 * SIZE) / GiB / seconds,
-      rss,
-    );
-    if (loops.length && (await has("blkdiscard"))) {
-      for (const d of dests) await sh("cp", ["--sparse=never", files[0], files[d]]);
-      let s2 = 0;
-      for (const d of dests) s2 += (await timed("blkdiscard", ["-z", dev[d]])).seconds;
-      record(
-        "W5 zero 3 destinations",
-        "blkdiscard -z, once per destination",
-        "GiB/s",
-        (3 * SIZE) / GiB / s2,
-        0,
-      );
+      () => timed(DENO, ["run", "-A", CLI, "zero", ...ds.map((d) => dev[d]), "-q"]),
+      true,
+    ],
+    ["dd if=/dev/zero, once per destination", () =>
+      perDest(ds, (d) => ["dd", [
+        ...["if=/dev/zero", `of=${dev[d]}`, "bs=1M", `count=${SIZE >> 20}`],
+        ...["oflag=direct", "conv=notrunc", "status=none"],
+      ]]), true],
+  ];
+  if (loops.length && (await has("blkdiscard"))) {
+    tools.push([
+      "blkdiscard -z, once per destination",
+      () => perDest(ds, (d) => ["blkdiscard", ["-z", dev[d]]]),
+      true,
+    ]);
+  }
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [name, run] of tools) {
+      await reset(ds);
+      const t = await run();
+      await check(name, ds, zeroHash);
+      results.record(W5, name, "GiB/s", (ds.length * SIZE) / GiB / t.seconds, t.rssKiB);
     }
   }
 }
@@ -513,127 +383,122 @@ async function nbd() {
     };
   };
   const checkRemote = async (tool: string) => {
-    // Stream the export straight into cmp: no temporary copy.
-    const ok = (await sh("sh", ["-c", `nbdcopy '${uri}' - | cmp -s - '${files[0]}'`], {
-      quiet: true,
-    })).ok;
-    if (!ok) throw new Error(`${tool}: the NBD export differs`);
+    if ((await hash("-", `nbdcopy '${uri}' -`)) !== srcHash) {
+      throw new Error(`${tool}: the NBD export differs from the source`);
+    }
   };
-  const kcopyd = async (from: string, to: string) => {
-    const rss = sampleRss();
-    await using src = await openDevice(from);
-    await using dst = await openDevice(to, { write: true });
-    // Default client: completions are waited for on a worker thread, so sockets keep moving.
-    await using kc = await KcopydClient.create();
-    const t0 = performance.now();
-    const r = await kc.copy({ device: src, sector: 0n, count: src.sizeSectors }, [
-      { device: dst, sector: 0n },
-    ]);
-    const seconds = (performance.now() - t0) / 1000;
-    if (r.readErr || r.writeErr) throw new Error("kcopyd NBD copy failed");
-    return { seconds, rssKiB: Math.round(rss.stop() / 1024) };
-  };
+  const kcopyd = (from: string, to: string) =>
+    selfTimed(DENO, ["run", "-A", here("copy_job.ts"), from, to]);
   const W6 = "W6 local → NBD (nbdkit memory)";
   const W7 = "W7 NBD → local (nbdkit memory)";
   for (let round = 0; round < ROUNDS; round++) {
     let stop = await serve();
     let t = await kcopyd(files[0], uri);
     await checkRemote("kcopyd");
-    record(W6, "kcopyd (library)", "GiB/s", SIZE / GiB / t.seconds, t.rssKiB);
+    results.record(W6, "kcopyd (library)", "GiB/s", SIZE / GiB / t.seconds, t.rssKiB);
     await stop();
     stop = await serve();
     t = await timed("nbdcopy", [files[0], uri]);
     await checkRemote("nbdcopy");
-    record(W6, "nbdcopy", "GiB/s", SIZE / GiB / t.seconds, t.rssKiB);
-    // The export now holds the source: copy it back both ways.
-    await reset(1);
+    results.record(W6, "nbdcopy", "GiB/s", SIZE / GiB / t.seconds, t.rssKiB);
+    // The export now holds the source: copy it back both ways (to the backing file itself).
+    await reset([1]);
     t = await kcopyd(uri, files[1]);
-    if (!(await same(files[0], files[1]))) throw new Error("kcopyd: NBD → local differs");
-    record(W7, "kcopyd (library)", "GiB/s", SIZE / GiB / t.seconds, t.rssKiB);
-    await reset(1);
+    await check("kcopyd NBD → local", [1]);
+    results.record(W7, "kcopyd (library)", "GiB/s", SIZE / GiB / t.seconds, t.rssKiB);
+    await reset([1]);
     t = await timed("nbdcopy", [uri, files[1]]);
-    if (!(await same(files[0], files[1]))) throw new Error("nbdcopy: NBD → local differs");
-    record(W7, "nbdcopy", "GiB/s", SIZE / GiB / t.seconds, t.rssKiB);
+    await check("nbdcopy NBD → local", [1]);
+    results.record(W7, "nbdcopy", "GiB/s", SIZE / GiB / t.seconds, t.rssKiB);
     await stop();
   }
 }
 
-// ---------- report ----------
+// ---------- goals ----------
 
-function stats(v: number[]) {
-  const s = [...v].sort((a, b) => a - b);
-  return { min: s[0], med: s[Math.floor(s.length / 2)], max: s[s.length - 1] };
+/** Where each goal of the performance issue stands, from the medians. */
+function goals(poolMiB: number): string[] {
+  const out: string[] = [];
+  const ratio = (a?: number, b?: number) => a && b ? `${(a / b).toFixed(2)}×` : "n/a";
+  const best = (w: string, tools: string[]) =>
+    Math.max(0, ...tools.map((t) => results.median(w, t) ?? 0));
+  for (const w of ["W1 copy 1 → 1", "W2 copy 1 → 3 (source rate)"]) {
+    const lib = results.median(w, "kcopyd (library)");
+    const cli = results.median(w, "kcopyd (CLI)");
+    const peer = best(w, ["dd", "qemu-img", "nbdcopy"]);
+    const fio = results.median(w, "fio io_uring ceiling (read + write, no copy)");
+    out.push(
+      `- ${w}: library ${ratio(lib, peer)} the best peer, ${ratio(lib, fio)} the fio ceiling; ` +
+        `CLI ${ratio(cli, peer)} and ${ratio(cli, fio)} (goals ≥ 1.0× and ≥ 0.9×)`,
+    );
+  }
+  for (const w of [...results.rows.values()].map((r) => r.workload)) {
+    if (!w.startsWith("W3") && !w.startsWith("W4") || out.some((l) => l.includes(w))) continue;
+    const c = results.median(w, "C liburing loop (bench/ref/chunk_copy.c)");
+    out.push(
+      `- ${w}: library ${ratio(results.median(w, "kcopyd (library)"), c)} the C loop, ` +
+        `inline waits ${
+          ratio(results.median(w, "kcopyd (library, inline waits)"), c)
+        } (goal ≥ 0.8×)`,
+    );
+  }
+  const kcopydRss = [...results.rows.values()]
+    .filter((r) => r.tool.startsWith("kcopyd"))
+    .map((r) => [r, Math.max(...r.rssKiB) / 1024] as const);
+  const worst = kcopydRss.reduce((a, b) => (b[1] > a[1] ? b : a));
+  out.push(
+    `- peak RSS of kcopyd: at most ${worst[1].toFixed(0)} MiB (${worst[0].workload}, ` +
+      `${worst[0].tool}); goal: the pool (${poolMiB} MiB library, 32 MiB CLI) + 80 MiB`,
+  );
+  return out;
 }
 
-function table(): string {
-  const fmt = (v: number, unit: string) =>
-    unit === "GiB/s" ? v.toFixed(2) : Math.round(v).toLocaleString("en-US");
-  const lines = [
-    "| workload | tool | min | median | max | unit | vs kcopyd | peak RSS |",
-    "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |",
-  ];
-  const byWorkload = new Map<string, Row[]>();
-  for (const r of rows.values()) {
-    byWorkload.set(r.workload, [...(byWorkload.get(r.workload) ?? []), r]);
-  }
-  for (const [w, rs] of byWorkload) {
-    const base = rs.find((r) => r.tool.startsWith("kcopyd (library)")) ??
-      rs.find((r) => r.tool.startsWith("kcopyd"));
-    const baseMed = base ? stats(base.values).med : 0;
-    for (const r of rs) {
-      const s = stats(r.values);
-      const rss = Math.max(...r.rssKiB);
-      lines.push(
-        `| ${w} | ${r.tool} | ${fmt(s.min, r.unit)} | ${fmt(s.med, r.unit)} | ${
-          fmt(s.max, r.unit)
-        } | ${r.unit} | ` +
-          `${baseMed ? (s.med / baseMed).toFixed(2) + "×" : ""} | ${
-            rss ? (rss / 1024).toFixed(0) + " MiB" : "n/a"
-          } |`,
-      );
-    }
-  }
-  return lines.join("\n");
-}
+// ---------- main ----------
 
 const started = performance.now();
+const phase = (name: string) =>
+  console.log(`${name} ... (${((performance.now() - started) / 1000).toFixed(0)} s)`);
 try {
   await ensureTools();
   await setup();
   let refBin: string | undefined;
   if (await has("cc")) {
     refBin = `${dir}/chunk_copy`;
-    const src = new URL("./ref/chunk_copy.c", import.meta.url).pathname;
-    const ok = (await sh("cc", ["-O2", "-o", refBin, src, "-luring"], { quiet: true })).ok;
+    const ok = (await sh("cc", ["-O2", "-o", refBin, here("ref/chunk_copy.c"), "-luring"], {
+      quiet: true,
+    })).ok;
     if (!ok) refBin = undefined;
   }
   if (await has("nbdcopy")) await pickNbdcopyRequestSize();
-  console.log("W1 ...");
+  phase("W1");
   await sequential("W1 copy 1 → 1", 1);
-  console.log("W2 ...");
+  phase("W2");
   await sequential("W2 copy 1 → 3 (source rate)", 3);
-  console.log("W3 ...");
+  phase("W3");
   await chunks("W3 16 384 random 64 KiB chunks, 2 048 in flight", 65536, refBin);
-  console.log("W4 ...");
+  phase("W4");
   await chunks("W4 16 384 random 4 KiB chunks, 2 048 in flight", 4096, refBin);
-  console.log("W5 ...");
+  phase("W5");
   await zero();
-  console.log("W6/W7 ...");
+  phase("W6/W7");
   await nbd();
-  const kernel = (await sh("uname", ["-r"])).text.trim();
+  const kernel = (await sh("uname", ["-r"])).stdout.trim();
+  const cpu = (await Deno.readTextFile("/proc/cpuinfo")).match(/model name\s*:\s*(.*)/)?.[1];
+  const seconds = ((performance.now() - started) / 1000).toFixed(0);
+  await using probe = await KcopydClient.create();
+  const poolMiB = (probe.pages * 4096) / (1 << 20);
   const header = [
-    `Measured ${
-      new Date().toISOString().slice(0, 10)
-    } on ${navigator.hardwareConcurrency} cores, Linux ${kernel}, ` +
-    `${SIZE / GiB} GiB per device, ${ROUNDS} rounds, ${
-      loops.length ? "tmpfs-backed loop devices, direct I/O" : "plain files"
-    }.`,
-    `Command: \`deno task bench:compare --size ${values.size} --rounds ${ROUNDS}\` (${
-      ((performance.now() - started) / 1000).toFixed(0)
-    } s).`,
-    "Peers with one output run once per destination (W2, W5: their total time). Every copy was checked before its time counted.",
+    `Measured ${new Date().toISOString().slice(0, 10)} on ${navigator.hardwareConcurrency} cores` +
+    `${cpu ? ` (${cpu.trim()})` : ""}, Linux ${kernel}, ${SIZE / GiB} GiB per device, ` +
+    `${ROUNDS} rounds, ${loops.length ? "tmpfs-backed loop devices, direct I/O" : "plain files"}.`,
+    `Command: \`deno task bench:compare --size ${values.size} --rounds ${ROUNDS}\` (${seconds} s).`,
+    "Peers with one output run once per destination (W2, W5: their total time). Every copy was " +
+    "checked before its time counted. kcopyd (library) and fio report their own copy time; the " +
+    "other rows are whole processes, start-up included.",
   ].join("\n");
-  const md = `${header}\n\n${table()}\n`;
+  const md = `${header}\n\n${results.table()}\n\nWhere the goals stand (medians):\n\n${
+    goals(poolMiB).join("\n")
+  }\n`;
   console.log("\n" + md);
   await Deno.writeTextFile(values.out!, md);
   console.log(`written to ${values.out}`);
