@@ -124,6 +124,23 @@ export class PagePool implements Disposable {
   }
 
   /**
+   * Callback form of {@linkcode PagePool.acquire} for hot paths: `grant` runs with the run at
+   * once when pages are free and nobody waits, otherwise later, in FIFO order.
+   *
+   * @param count Pages, 1 ≤ count ≤ pages.
+   * @param grant Receives the run; give it back with {@linkcode PagePool.release}.
+   * @throws {RangeError} When `count` does not fit the pool at all.
+   */
+  acquireCb(count: number, grant: (run: PageRun) => void): void {
+    if (count < 1 || count > this.pages) {
+      throw new RangeError(`Cannot take ${count} pages from a pool of ${this.pages}`);
+    }
+    const run = this.#waiters.length === 0 ? this.#take(count) : undefined;
+    if (run) grant(run);
+    else this.#waiters.push({ count, grant });
+  }
+
+  /**
    * Takes `count` contiguous pages if they are free now and nobody is waiting.
    *
    * @param count Pages.

@@ -1,7 +1,7 @@
 /**
  * The hot path for the commonest job (how dm-snapshot drives kcopyd): one chunk to one
- * destination while pages are free, with no throttle, ordering or flush. The read and the
- * write are chained by callbacks on the ring: no Job object and no Promise per I/O.
+ * destination, with no throttle, ordering or flush. The page grant, the read and the write are
+ * chained by callbacks: no Job object and no Promise per I/O, also while waiting for pages.
  *
  * @module
  */
@@ -12,7 +12,7 @@ import type { Range } from "./region.ts";
 import type { CopyResult } from "./types.ts";
 
 /**
- * Starts a one-chunk copy if the job qualifies and pages are free now.
+ * Starts a one-chunk copy if the job qualifies; it waits for pages (FIFO) like any job.
  *
  * @param engine The client's shared parts.
  * @param src The checked source range.
@@ -35,32 +35,33 @@ export function startSmallCopy(
   const dep = engine.endpoint(dest);
   if (!sep.readCb || !dep.writeCb) return false;
   const pool = engine.pool;
-  const run = pool.tryAcquire(Math.ceil(len / PAGE_SIZE));
-  if (!run) return false; // others are waiting for pages: queue behind them
-  let written = 0;
-  const wrote = (res: number) => {
-    if (res > 0 && written + res < len) {
-      written += res; // a short write: write the rest
-      dep.writeCb!(run.address + written, len - written, dest.offset + written, wrote);
-      return;
-    }
-    pool.release(run);
-    if (res > 0) return finish({ readErr: false, writeErr: 0, errors: [] });
-    finish({
-      readErr: false,
-      writeErr: 1,
-      errors: [{
-        dest: 0,
-        sector: dest.sector + BigInt(Math.floor(written / 512)),
-        count: BigInt(Math.ceil((len - written) / 512)),
-        code: errnoName(res === 0 ? Errno.ENOSPC : -res),
-      }],
+  // Waiting for pages costs a small record here, not a Job: thousands may wait at once.
+  pool.acquireCb(Math.ceil(len / PAGE_SIZE), (run) => {
+    let written = 0;
+    const wrote = (res: number) => {
+      if (res > 0 && written + res < len) {
+        written += res; // a short write: write the rest
+        dep.writeCb!(run.address + written, len - written, dest.offset + written, wrote);
+        return;
+      }
+      pool.release(run);
+      if (res > 0) return finish({ readErr: false, writeErr: 0, errors: [] });
+      finish({
+        readErr: false,
+        writeErr: 1,
+        errors: [{
+          dest: 0,
+          sector: dest.sector + BigInt(Math.floor(written / 512)),
+          count: BigInt(Math.ceil((len - written) / 512)),
+          code: errnoName(res === 0 ? Errno.ENOSPC : -res),
+        }],
+      });
+    };
+    sep.readCb!(run.address, len, src.offset, (res) => {
+      if (res === len) return dep.writeCb!(run.address, len, dest.offset, wrote);
+      pool.release(run);
+      general();
     });
-  };
-  sep.readCb(run.address, len, src.offset, (res) => {
-    if (res === len) return dep.writeCb!(run.address, len, dest.offset, wrote);
-    pool.release(run);
-    general();
   });
   return true;
 }
