@@ -19,6 +19,8 @@ const symbols = {
   free: { parameters: ["pointer"], result: "void" },
   // void *memset(void *s, int c, size_t n);
   memset: { parameters: ["pointer", "i32", "usize"], result: "pointer" },
+  // int madvise(void *addr, size_t length, int advice);
+  madvise: { parameters: ["pointer", "usize", "i32"], result: "i32" },
   // int fallocate(int fd, int mode, off_t offset, off_t len);
   fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
   // int fsync(int fd);
@@ -41,6 +43,11 @@ export function libc(): Libc {
   if (!loaded) loaded = Deno.dlopen("libc.so.6", symbols).symbols;
   return loaded;
 }
+
+/** `madvise(2)` advice. */
+export const MADV = {
+  HUGEPAGE: 14,
+} as const;
 
 /** `open(2)` flags (Linux x86_64 values). */
 export const O = {

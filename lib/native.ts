@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { libc } from "../ffi/libc.ts";
+import { libc, MADV } from "../ffi/libc.ts";
 import { UringError } from "./uring_error.ts";
 
 /** A block of native memory from `posix_memalign`, with one ArrayBuffer over it. */
@@ -32,11 +32,40 @@ export interface NativeBlock {
  * ```
  */
 export function allocNative(size: number, align = 4096): NativeBlock {
+  const block = allocRaw(size, align);
+  libc().memset(block.pointer, 0, BigInt(size));
+  return block;
+}
+
+const HUGE_PAGE = 2 << 20;
+
+/**
+ * Allocates data memory (a page pool): not zero-filled, since every byte is read into before it
+ * is written out, and in transparent huge pages where the kernel allows them (2 MiB-aligned,
+ * `MADV_HUGEPAGE`), so that faulting it in and registering it with a ring touch 512 times fewer
+ * pages.
+ *
+ * @param size Bytes to allocate (> 0).
+ * @returns The block; release it with {@linkcode freeNative}.
+ * @throws {UringError} ENOMEM when the allocation fails.
+ * @example
+ * ```ts ignore
+ * const pool = allocData(16 << 20);
+ * freeNative(pool);
+ * ```
+ */
+export function allocData(size: number): NativeBlock {
+  if (size < HUGE_PAGE) return allocRaw(size, 4096);
+  const block = allocRaw(size, HUGE_PAGE);
+  libc().madvise(block.pointer, BigInt(size), MADV.HUGEPAGE); // advice only: may be refused
+  return block;
+}
+
+function allocRaw(size: number, align: number): NativeBlock {
   const out = new BigUint64Array(1);
   const rc = libc().posix_memalign(new Uint8Array(out.buffer), BigInt(align), BigInt(size));
   if (rc !== 0) throw new UringError("posix_memalign", rc, `Cannot allocate ${size} bytes`);
   const pointer = Deno.UnsafePointer.create(out[0])!;
-  libc().memset(pointer, 0, BigInt(size));
   return {
     pointer,
     address: Number(out[0]),

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { allocNative, freeNative, type NativeBlock } from "./native.ts";
+import { allocData, freeNative, type NativeBlock } from "./native.ts";
 
 /** Size of one page. */
 export const PAGE_SIZE = 4096;
@@ -59,7 +59,7 @@ export class PagePool implements Disposable {
       throw new RangeError(`Pool pages must be a positive integer: got ${pages}`);
     }
     this.pages = pages;
-    this.#block = allocNative(pages * PAGE_SIZE, PAGE_SIZE);
+    this.#block = allocData(pages * PAGE_SIZE);
     this.#bytes = new Uint8Array(this.#block.buffer);
     this.#free = [[0, pages]];
     this.#freePages = pages;

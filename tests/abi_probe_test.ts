@@ -27,6 +27,7 @@ const PREFIXES: Record<string, string> = {
   O: "O_",
   Ioctl: "",
   S: "S_",
+  MADV: "MADV_",
 };
 /** Exported `*_SIZE` numbers -> the C type they are the size of. */
 const SIZES: Record<string, string> = {
@@ -143,6 +144,7 @@ const PROLOGUE = [
   "#include <stddef.h>",
   "#include <fcntl.h>",
   "#include <sys/stat.h>",
+  "#include <sys/mman.h>",
   "#include <sys/uio.h>",
   "#include <linux/fs.h>",
   "#include <linux/falloc.h>",
