@@ -9,9 +9,9 @@ import { parseArgs } from "node:util";
 import { Buffer } from "node:buffer";
 import { KcopydClient } from "../mod.ts";
 import { parseBytes } from "../lib/cli/units.ts";
-import { makeImage } from "../tests/support/image.ts";
 import { has, selfTimed, sh, timed, type Timing } from "./lib/exec.ts";
 import { Results } from "./lib/results.ts";
+import { type BenchDevices, makeDevices } from "./lib/devices.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -34,7 +34,6 @@ if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
 const GiB = 2 ** 30;
 const CHUNKS = 16384;
 const IN_FLIGHT = 2048;
-const PATTERN = 0xa5; // what destinations hold before each copy: never the random source
 const root = Deno.uid() === 0;
 const here = (p: string) => new URL(p, import.meta.url).pathname;
 const DENO = Deno.execPath();
@@ -43,18 +42,15 @@ const results = new Results();
 
 // ---------- devices ----------
 
-const dir = await Deno.makeTempDir({ dir: root ? "/dev/shm" : undefined, prefix: "kcopyd-bench-" });
-const files = ["src", "d0", "d1", "d2"].map((n) => `${dir}/${n}.img`);
-const loops: string[] = [];
-let dev = files;
+let devs!: BenchDevices; // set by setup()
+let files: string[] = [];
+let dev: string[] = [];
 let srcHash = "";
 let zeroHash = "";
-
-async function cleanup() {
-  for (const l of loops.splice(0)) await sh("losetup", ["-d", l], { quiet: true });
-  await Deno.remove(dir, { recursive: true }).catch(() => {});
-}
-Deno.addSignalListener("SIGINT", () => cleanup().finally(() => Deno.exit(130)));
+Deno.addSignalListener(
+  "SIGINT",
+  () => (devs?.cleanup() ?? Promise.resolve()).finally(() => Deno.exit(130)),
+);
 
 async function ensureTools() {
   const want: Record<string, string> = {
@@ -98,52 +94,21 @@ async function hash(path: string, input?: string): Promise<string> {
   return r.stdout.split(/\s+/)[0];
 }
 
-/** Fills a backing file with the pattern (this also keeps its memory allocated: no holes). */
-async function fillPattern(path: string, byte = PATTERN) {
-  using f = await Deno.open(path, { write: true });
-  const buf = new Uint8Array(4 << 20).fill(byte);
-  for (let off = 0; off < SIZE; off += buf.length) {
-    let w = 0;
-    while (w < buf.length) w += f.writeSync(buf.subarray(w));
-  }
-}
-
-/**
- * Makes the block devices' views and their backing files agree: writes back what a tool left in
- * a device's page cache and drops the rest (so no stale page can hide a failed copy).
- */
-async function settle(ds: number[]) {
-  if (!loops.length) return;
-  await Promise.all(ds.map((d) => sh("blockdev", ["--flushbufs", dev[d]])));
-}
-
-/** Before each copy: destinations hold the pattern, not the source. */
-async function reset(ds: number[]) {
-  for (const d of ds) await fillPattern(files[d]);
-  await settle(ds);
-}
+const reset = (ds: number[]) => devs.reset(ds);
+const settle = (ds: number[]) => devs.settle(ds);
 
 async function setup() {
-  console.log(`making ${SIZE / GiB} GiB of random source data in ${dir} ...`);
-  const src = await makeImage(SIZE, { seed: 42, dir });
-  await Deno.rename(src, files[0]);
-  for (const f of files.slice(1)) {
-    await Deno.writeFile(f, new Uint8Array(0));
-    await fillPattern(f);
-  }
+  console.log(`making ${SIZE / GiB} GiB of random source data and 3 destinations ...`);
+  devs = await makeDevices(SIZE, 3);
+  files = devs.files;
+  dev = devs.dev;
   srcHash = await hash(files[0]);
   zeroHash = await hash("-", `head -c ${SIZE} /dev/zero`);
-  if (root && (await has("losetup"))) {
-    dev = [];
-    for (const f of files) {
-      const l = (await sh("losetup", ["--find", "--show", "--direct-io=on", f])).text.trim();
-      loops.push(l);
-      dev.push(l);
-    }
-    console.log(`devices: loop devices ${dev.join(" ")} over tmpfs files (direct I/O)`);
-  } else {
-    console.log("devices: plain files (not root: no loop devices)");
-  }
+  console.log(
+    devs.loops
+      ? `devices: loop devices ${dev.join(" ")} over tmpfs files (direct I/O)`
+      : "devices: plain files (not root: no loop devices)",
+  );
 }
 
 /** Every destination must hash like the source (or like zeros). */
@@ -267,7 +232,7 @@ async function chunkList(chunk: number): Promise<{ path: string; list: Uint32Arr
     x = (Math.imul(x, 1103515245) + 12345) >>> 0;
     list[i] = x % n;
   }
-  const path = `${dir}/chunks-${chunk}.bin`;
+  const path = `${devs.dir}/chunks-${chunk}.bin`;
   await Deno.writeFile(path, new Uint8Array(list.buffer));
   return { path, list };
 }
@@ -340,7 +305,7 @@ async function zero() {
         ...["oflag=direct", "conv=notrunc", "status=none"],
       ]]), true],
   ];
-  if (loops.length && (await has("blkdiscard"))) {
+  if (devs.loops && (await has("blkdiscard"))) {
     tools.push([
       "blkdiscard -z, once per destination",
       () => perDest(ds, (d) => ["blkdiscard", ["-z", dev[d]]]),
@@ -364,7 +329,7 @@ async function nbd() {
     console.log("W6/W7 skipped: nbdkit and nbdcopy are needed");
     return;
   }
-  const sock = `${dir}/nbd.sock`;
+  const sock = `${devs.dir}/nbd.sock`;
   const uri = `nbd+unix:///?socket=${sock}`;
   // A fresh (all-zero) memory export for every copy, so a failed copy cannot pass the check.
   const serve = async () => {
@@ -463,7 +428,7 @@ try {
   await setup();
   let refBin: string | undefined;
   if (await has("cc")) {
-    refBin = `${dir}/chunk_copy`;
+    refBin = `${devs.dir}/chunk_copy`;
     const ok = (await sh("cc", ["-O2", "-o", refBin, here("ref/chunk_copy.c"), "-luring"], {
       quiet: true,
     })).ok;
@@ -490,7 +455,7 @@ try {
   const header = [
     `Measured ${new Date().toISOString().slice(0, 10)} on ${navigator.hardwareConcurrency} cores` +
     `${cpu ? ` (${cpu.trim()})` : ""}, Linux ${kernel}, ${SIZE / GiB} GiB per device, ` +
-    `${ROUNDS} rounds, ${loops.length ? "tmpfs-backed loop devices, direct I/O" : "plain files"}.`,
+    `${ROUNDS} rounds, ${devs.loops ? "tmpfs-backed loop devices, direct I/O" : "plain files"}.`,
     `Command: \`deno task bench:compare --size ${values.size} --rounds ${ROUNDS}\` (${seconds} s).`,
     "Peers with one output run once per destination (W2, W5: their total time). Every copy was " +
     "checked before its time counted. kcopyd (library) and fio report their own copy time; the " +
@@ -503,5 +468,5 @@ try {
   await Deno.writeTextFile(values.out!, md);
   console.log(`written to ${values.out}`);
 } finally {
-  await cleanup();
+  await devs?.cleanup();
 }

@@ -2,7 +2,7 @@
 // Per-op cost = the reported time per iteration / 1 000. `deno task bench` prints waits per
 // 1 000 I/Os at the end (batching keeps it far below 1 000).
 import { cString, libc, O } from "../ffi/libc.ts";
-import { BufferPool, prepNop, prepRead, prepReadFixed, Ring } from "../lib/uring.ts";
+import { BufferPool, Op, prepNop, prepRead, prepReadFixed, Ring } from "../lib/uring.ts";
 
 const BATCH = 1000;
 const FILE_BYTES = 64 << 20;
@@ -56,6 +56,20 @@ function reads(ring: Ring, fixed: boolean): Promise<void> {
   });
 }
 
+/** The same reads through `queueRw`: no prep closure, one shared completion callback. */
+function readsRw(ring: Ring): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let left = BATCH;
+    const done = (res: number) => {
+      if (res !== 4096) reject(new Error(`read returned ${res}`));
+      if (--left === 0) resolve();
+    };
+    for (let i = 0; i < BATCH; i++) {
+      ring.queueRw(Op.READ, fd, pool.get(i).address, 4096, offsets[i], 0, done);
+    }
+  });
+}
+
 for (const [name, ring] of Object.entries(rings)) {
   Deno.bench(`1000 NOPs, callback form, wait=${name}`, { group: "nop" }, async () => {
     await nops(ring);
@@ -63,6 +77,11 @@ for (const [name, ring] of Object.entries(rings)) {
   const label = name === "fixed" ? "wait=worker, fixed buffers" : `wait=${name}`;
   Deno.bench(`1000 4 KiB reads, ${label}`, { group: "read" }, async () => {
     await reads(ring, name === "fixed");
+  });
+}
+for (const name of ["worker", "inline"] as const) {
+  Deno.bench(`1000 4 KiB reads, queueRw, wait=${name}`, { group: "read" }, async () => {
+    await readsRw(rings[name]);
   });
 }
 Deno.bench("1000 NOPs, promise form, wait=worker", { group: "nop" }, async () => {
