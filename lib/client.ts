@@ -124,7 +124,7 @@ export class KcopydClient implements AsyncDisposable {
     try {
       const o = {
         pages: positiveInt(options.pages ?? 4096, "pages", 1, 1 << 22),
-        subJobSize: positiveInt(options.subJobSize ?? 512 << 10, "subJobSize", 4096, 1 << 30),
+        subJobSize: positiveInt(options.subJobSize ?? 1 << 20, "subJobSize", 4096, 1 << 30),
         splitCount: positiveInt(options.splitCount ?? 8, "splitCount", 1, 256),
         maxDestinations: positiveInt(options.maxDestinations ?? 8, "maxDestinations", 1, 32),
         ringEntries: positiveInt(options.ringEntries ?? 256, "ringEntries", 1, 32768),

@@ -68,7 +68,7 @@ export interface JobOptions<C = unknown> {
 export interface ClientOptions {
   /** 4 KiB pages set aside for data (the pool). Default 4096 (16 MiB). */
   pages?: number;
-  /** Bytes per sub-job (chunk), a multiple of 4096. Default 524288 (512 KiB). */
+  /** Bytes per sub-job (chunk), a multiple of 4096. Default 1048576 (1 MiB). */
   subJobSize?: number;
   /** Sub-jobs of one job that run in parallel. Default 8. */
   splitCount?: number;

@@ -47,7 +47,7 @@ class Files implements AsyncDisposable {
 for (const n of [1, 3, 8]) {
   Deno.test(`copy() writes every one of ${n} destinations byte-exact at non-zero offsets`, async () => {
     await using files = new Files();
-    const count = 12345; // odd: not a multiple of the 512 KiB sub-job
+    const count = 12345; // odd: not a multiple of the 1 MiB sub-job
     const srcPath = await randomFile((count + 100) * 512);
     const src = await files.open(srcPath);
     const dests: BlockDevice[] = [];

@@ -46,7 +46,7 @@ function segmentPlan(opts: CliOptions): { bytes: number; inFlight: number } {
     return { bytes: Math.max(65536, Math.min(16 << 20, quarter)), inFlight: 2 };
   }
   // As many 16 MiB jobs as the pool can feed (8 sub-jobs each), 2 to 8 (fastest measured).
-  const perJob = 8 * (opts.subJobSize ?? 512 << 10);
+  const perJob = 8 * (opts.subJobSize ?? 1 << 20);
   return { bytes: 16 << 20, inFlight: Math.max(2, Math.min(8, Math.floor(opts.memory / perJob))) };
 }
 

@@ -44,7 +44,7 @@ Options:
   --verify             compare every destination with the source after copying
   --throttle PERCENT   keep devices busy at most PERCENT of the time (1-100)
   --rate BYTES/s       limit the copy rate, e.g. --rate 100M
-  --sub-job-size SIZE  bytes per chunk (default 512K, a multiple of 4K)
+  --sub-job-size SIZE  bytes per chunk (default 1M, a multiple of 4K)
   --memory SIZE        memory set aside for data (default 32M)
   --json               print one JSON object on stdout at the end (also for verify and info)
   -q, --quiet          no progress and no summary (errors are still printed)
