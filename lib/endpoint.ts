@@ -24,6 +24,20 @@ export interface Endpoint {
   readCb?(address: number, length: number, offset: number, done: (res: number) => void): void;
   /** Callback form of `write` for hot paths; optional. */
   writeCb?(address: number, length: number, offset: number, done: (res: number) => void): void;
+  /**
+   * Reads `length` bytes at `from` into `address`, then writes them to `to` at `at`, chained
+   * inside the backend (the write starts only after a full read); `done` receives both results
+   * (the write's is -ECANCELED when the read failed or came back short). Optional; returns false,
+   * having started nothing, when this backend cannot chain to `to`.
+   */
+  copyToCb?(
+    to: Endpoint,
+    address: number,
+    length: number,
+    from: number,
+    at: number,
+    done: (readRes: number, writeRes: number) => void,
+  ): boolean;
 }
 
 /** A local device driven through a ring; fixed-buffer I/O when the pool is registered. */
@@ -67,6 +81,43 @@ export class LocalEndpoint implements Endpoint {
   writeCb(address: number, length: number, offset: number, done: (res: number) => void): void {
     const op = this.#isFixed(address, length) ? Op.WRITE_FIXED : Op.WRITE;
     this.#ring.queueRw(op, this.#fd, address, length, offset, 0, done);
+  }
+
+  copyToCb(
+    to: Endpoint,
+    address: number,
+    length: number,
+    from: number,
+    at: number,
+    done: (readRes: number, writeRes: number) => void,
+  ): boolean {
+    if (!(to instanceof LocalEndpoint) || to.#ring !== this.#ring) return false;
+    const fixed = this.#isFixed(address, length);
+    let readRes: number | undefined;
+    let writeRes: number | undefined;
+    // The two completions may arrive in either order.
+    const settle = () => {
+      if (readRes !== undefined && writeRes !== undefined) done(readRes, writeRes);
+    };
+    this.#ring.queueRwLinked(
+      {
+        op: fixed ? Op.READ_FIXED : Op.READ,
+        fd: this.#fd,
+        addr: address,
+        len: length,
+        offset: from,
+      },
+      { op: fixed ? Op.WRITE_FIXED : Op.WRITE, fd: to.#fd, addr: address, len: length, offset: at },
+      (res) => {
+        readRes = res;
+        settle();
+      },
+      (res) => {
+        writeRes = res;
+        settle();
+      },
+    );
+    return true;
   }
 
   write(address: number, length: number, offset: number): Promise<number> {

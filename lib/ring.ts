@@ -35,6 +35,22 @@ export type Prep = (sqe: Sqe) => void;
 /** Receives a completion: `res` (bytes or a negative errno) and the CQE flags. */
 export type Done = (res: number, flags: number) => void;
 
+/** One read- or write-shaped operation for {@linkcode Ring.queueRwLinked}. */
+export interface RwOp {
+  /** An `IORING_OP_*` opcode, e.g. `Op.READ_FIXED`. */
+  op: number;
+  /** File descriptor. */
+  fd: number;
+  /** Native address of the buffer. */
+  addr: number;
+  /** Length in bytes. */
+  len: number;
+  /** File offset in bytes. */
+  offset: number;
+  /** Registered buffer index (for the `*_FIXED` opcodes; default 0). */
+  bufIndex?: number;
+}
+
 /** Options for {@linkcode Ring.create}. */
 export interface RingOptions {
   /** SQ entries (rounded up to a power of two by the kernel). Default 256. */
@@ -324,6 +340,51 @@ export class Ring implements AsyncDisposable {
       this.#queue.push({ preps: [prep], dones: [done] });
     }
     this.#scheduleFlush();
+  }
+
+  /**
+   * Queues two read- or write-shaped operations as one linked chain without `Prep` closures:
+   * `second` starts only after `first` completed in full; when `first` fails or comes back short,
+   * `second` completes with -ECANCELED. Both are placed in the SQ together, or queue together.
+   *
+   * @param first The first operation (e.g. a read into a buffer).
+   * @param second The second (e.g. the write of that buffer).
+   * @param doneFirst Receives the first's `res`.
+   * @param doneSecond Receives the second's `res`.
+   * @throws {Error} When the ring is closed.
+   * @example
+   * ```ts ignore
+   * const read = { op: Op.READ, fd: src, addr: buf.address, len: 4096, offset: 0 };
+   * const write = { op: Op.WRITE, fd: dst, addr: buf.address, len: 4096, offset: 0 };
+   * ring.queueRwLinked(read, write, (r) => {}, (w) => console.log(w));
+   * ```
+   */
+  queueRwLinked(first: RwOp, second: RwOp, doneFirst: Done, doneSecond: Done): void {
+    this.#checkOpen();
+    if (this.#queueHead === this.#queue.length && this.#fits(2)) {
+      this.#placeRw(first, SqeFlag.IO_LINK, doneFirst);
+      this.#placeRw(second, 0, doneSecond);
+    } else {
+      const prep = (op: RwOp, flags: number) => (sqe: Sqe) => {
+        prepRw(sqe, op.op, op.fd, op.addr, op.len, op.offset);
+        if (op.bufIndex) sqe.view.setUint16(sqe.offset + SQE.bufIndex, op.bufIndex, true);
+        if (flags) sqeSetFlags(sqe, flags);
+      };
+      // #place links all but the last itself.
+      this.#queue.push({
+        preps: [prep(first, 0), prep(second, 0)],
+        dones: [doneFirst, doneSecond],
+      });
+    }
+    this.#scheduleFlush();
+  }
+
+  #placeRw(op: RwOp, flags: number, done: Done): void {
+    const sqe = this.#nextSqe();
+    prepRw(sqe, op.op, op.fd, op.addr, op.len, op.offset);
+    if (op.bufIndex) sqe.view.setUint16(sqe.offset + SQE.bufIndex, op.bufIndex, true);
+    if (flags) sqeSetFlags(sqe, flags);
+    this.#placed(done);
   }
 
   /**

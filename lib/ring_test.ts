@@ -368,3 +368,45 @@ Deno.test("queueRw fills reads and writes without a prep, also when they must wa
     await Deno.remove(path);
   }
 });
+
+Deno.test("queueRwLinked runs the second op only after the first, also from the JS queue", async () => {
+  const path = await tempFile(1 << 20);
+  // 8 CQ entries for 12 linked pairs: most pairs wait in JS, and must stay pairs.
+  await using ring = Ring.create({ entries: 4, cqEntries: 8 });
+  using pool = new BufferPool(25, 4096);
+  const fd = openFd(path, O.RDWR | O.DIRECT);
+  try {
+    const pairs = Array.from({ length: 12 }, (_, i) => {
+      const src = pool.get(i);
+      const dst = pool.get(12 + i);
+      randomFillSync(src.bytes);
+      return new Promise<[number, number]>((resolve) => {
+        let first = 0;
+        // Write a block, then read it back into another buffer: only right if ordered.
+        ring.queueRwLinked(
+          { op: Op.WRITE, fd, addr: src.address, len: 4096, offset: i * 4096 },
+          { op: Op.READ, fd, addr: dst.address, len: 4096, offset: i * 4096 },
+          (res) => first = res,
+          (res) => resolve([first, res]),
+        );
+      });
+    });
+    assert.deepEqual(await Promise.all(pairs), new Array(12).fill([4096, 4096]));
+    for (let i = 0; i < 12; i++) assert.deepEqual(pool.get(12 + i).bytes, pool.get(i).bytes);
+    // A failed first op cancels the second.
+    const spare = pool.get(24);
+    const failed = await new Promise<[number, number]>((resolve) => {
+      let first = 0;
+      ring.queueRwLinked(
+        { op: Op.READ, fd: -1, addr: spare.address, len: 4096, offset: 0 },
+        { op: Op.WRITE, fd, addr: spare.address, len: 4096, offset: 0 },
+        (res) => first = res,
+        (res) => resolve([first, res]),
+      );
+    });
+    assert.deepEqual(failed, [-9, -125]); // EBADF, then ECANCELED
+  } finally {
+    libc().close(fd);
+    await Deno.remove(path);
+  }
+});

@@ -1,7 +1,8 @@
 /**
  * The hot path for the commonest job (how dm-snapshot drives kcopyd): one chunk to one
  * destination, with no throttle, ordering or flush. The page grant, the read and the write are
- * chained by callbacks: no Job object and no Promise per I/O, also while waiting for pages.
+ * chained by callbacks (the read and the write inside the kernel, as linked SQEs, when both
+ * devices are local): no Job object and no Promise per I/O, also while waiting for pages.
  *
  * @module
  */
@@ -57,6 +58,12 @@ export function startSmallCopy(
         }],
       });
     };
+    const chained = sep.copyToCb?.(dep, run.address, len, src.offset, dest.offset, (r, w) => {
+      if (r === len) return wrote(w);
+      pool.release(run);
+      general();
+    });
+    if (chained) return;
     sep.readCb!(run.address, len, src.offset, (res) => {
       if (res === len) return dep.writeCb!(run.address, len, dest.offset, wrote);
       pool.release(run);
