@@ -458,8 +458,8 @@ try {
     `${ROUNDS} rounds, ${devs.loops ? "tmpfs-backed loop devices, direct I/O" : "plain files"}.`,
     `Command: \`deno task bench:compare --size ${values.size} --rounds ${ROUNDS}\` (${seconds} s).`,
     "Peers with one output run once per destination (W2, W5: their total time). Every copy was " +
-    "checked before its time counted. kcopyd (library) and fio report their own copy time; the " +
-    "other rows are whole processes, start-up included.",
+    "checked before its time counted. kcopyd (library), the C loop and fio report their own copy " +
+    "time; the other rows are whole processes, start-up included.",
   ].join("\n");
   const md = `${header}\n\n${results.table()}\n\nWhere the goals stand (medians):\n\n${
     goals(poolMiB).join("\n")
