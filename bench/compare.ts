@@ -4,7 +4,7 @@
 // time counts; kcopyd runs in processes of its own (bench/copy_job.ts, bench/chunk_jobs.ts, the
 // CLI) so that its peak RSS is measured like every peer's.
 //
-//   deno task bench:compare [--size 1G] [--rounds 3] [--out bench/RESULTS.md]
+//   deno task bench:compare [--size 1G] [--rounds 3] [--chunks 16384] [--out bench/RESULTS.md]
 import { parseArgs } from "node:util";
 import { Buffer } from "node:buffer";
 import { KcopydClient } from "../mod.ts";
@@ -18,6 +18,7 @@ const { values } = parseArgs({
   options: {
     size: { type: "string", default: "1G" },
     rounds: { type: "string", default: "3" },
+    chunks: { type: "string", default: "16384" },
     out: { type: "string", default: new URL("./RESULTS.md", import.meta.url).pathname },
   },
 });
@@ -27,12 +28,17 @@ if (SIZE % (1 << 20) !== 0 || SIZE < 64 << 20) {
   console.error(`--size must be whole MiB and at least 64M: got ${values.size}`);
   Deno.exit(2);
 }
+if (!Number.isInteger(Number(values.chunks)) || Number(values.chunks) < 1) {
+  console.error(`--chunks must be a positive integer: got ${values.chunks}`);
+  Deno.exit(2);
+}
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
   console.error(`--rounds must be a positive integer: got ${values.rounds}`);
   Deno.exit(2);
 }
 const GiB = 2 ** 30;
-const CHUNKS = 16384;
+const CHUNKS = Number(values.chunks);
+const chunkCount = CHUNKS.toLocaleString("en-US").replaceAll(",", " ");
 const IN_FLIGHT = 2048;
 const root = Deno.uid() === 0;
 const here = (p: string) => new URL(p, import.meta.url).pathname;
@@ -440,9 +446,9 @@ try {
   phase("W2");
   await sequential("W2 copy 1 → 3 (source rate)", 3);
   phase("W3");
-  await chunks("W3 16 384 random 64 KiB chunks, 2 048 in flight", 65536, refBin);
+  await chunks(`W3 ${chunkCount} random 64 KiB chunks, 2 048 in flight`, 65536, refBin);
   phase("W4");
-  await chunks("W4 16 384 random 4 KiB chunks, 2 048 in flight", 4096, refBin);
+  await chunks(`W4 ${chunkCount} random 4 KiB chunks, 2 048 in flight`, 4096, refBin);
   phase("W5");
   await zero();
   phase("W6/W7");
@@ -456,7 +462,8 @@ try {
     `Measured ${new Date().toISOString().slice(0, 10)} on ${navigator.hardwareConcurrency} cores` +
     `${cpu ? ` (${cpu.trim()})` : ""}, Linux ${kernel}, ${SIZE / GiB} GiB per device, ` +
     `${ROUNDS} rounds, ${devs.loops ? "tmpfs-backed loop devices, direct I/O" : "plain files"}.`,
-    `Command: \`deno task bench:compare --size ${values.size} --rounds ${ROUNDS}\` (${seconds} s).`,
+    `Command: \`deno task bench:compare --size ${values.size} --rounds ${ROUNDS}` +
+    `${CHUNKS === 16384 ? "" : ` --chunks ${CHUNKS}`}\` (${seconds} s).`,
     "Peers with one output run once per destination (W2, W5: their total time). Every copy was " +
     "checked before its time counted. kcopyd (library), the C loop and fio report their own copy " +
     "time; the other rows are whole processes, start-up included.",
