@@ -19,6 +19,10 @@ const symbols = {
   free: { parameters: ["pointer"], result: "void" },
   // void *memset(void *s, int c, size_t n);
   memset: { parameters: ["pointer", "i32", "usize"], result: "pointer" },
+  // void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset);
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  // int munmap(void *addr, size_t length);
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
   // int madvise(void *addr, size_t length, int advice);
   madvise: { parameters: ["pointer", "usize", "i32"], result: "i32" },
   // int fallocate(int fd, int mode, off_t offset, off_t len);
@@ -43,6 +47,17 @@ export function libc(): Libc {
   if (!loaded) loaded = Deno.dlopen("libc.so.6", symbols).symbols;
   return loaded;
 }
+
+/** `mmap(2)` protections. */
+export const PROT = {
+  READ: 1,
+} as const;
+
+/** `mmap(2)` flags. */
+export const MAP = {
+  PRIVATE: 0x02,
+  ANONYMOUS: 0x20,
+} as const;
 
 /** `madvise(2)` advice. */
 export const MADV = {

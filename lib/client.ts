@@ -7,7 +7,7 @@
 import type { BlockDevice } from "./block_device.ts";
 import type { Endpoint } from "./endpoint.ts";
 import { Job, type JobEngine } from "./job.ts";
-import { allocNative, freeNative, type NativeBlock } from "./native.ts";
+import { mapZeros, type NativeBlock, unmapZeros } from "./native.ts";
 import { PAGE_SIZE, PagePool } from "./page_pool.ts";
 import { checkDests, checkFlags, checkRegion, overlaps, type Range } from "./region.ts";
 import { Ring } from "./ring.ts";
@@ -78,7 +78,7 @@ export class KcopydClient implements AsyncDisposable {
     });
     try {
       this.#pool = new PagePool(options.pages);
-      this.#zero = allocNative(Math.min(options.subJobSize, 1 << 20), PAGE_SIZE);
+      this.#zero = mapZeros(Math.min(options.subJobSize, 1 << 20));
     } catch (err) {
       this.#ring.close();
       throw err;
@@ -297,7 +297,7 @@ export class KcopydClient implements AsyncDisposable {
       await this.flush();
       await this.#ring.close();
       this.#pool.close();
-      freeNative(this.#zero);
+      unmapZeros(this.#zero);
     })();
     return this.#destroying;
   }

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { libc, MADV } from "../ffi/libc.ts";
+import { errno, libc, MADV, MAP, PROT } from "../ffi/libc.ts";
 import { UringError } from "./uring_error.ts";
 
 /** A block of native memory from `posix_memalign`, with one ArrayBuffer over it. */
@@ -59,6 +59,46 @@ export function allocData(size: number): NativeBlock {
   const block = allocRaw(size, HUGE_PAGE);
   libc().madvise(block.pointer, BigInt(size), MADV.HUGEPAGE); // advice only: may be refused
   return block;
+}
+
+/**
+ * Maps `size` bytes of read-only zeros (anonymous memory): every page is the kernel's shared zero
+ * page, so the block costs no RSS however large, and can only be written from (e.g. by writes
+ * that zero a device). Release it with {@linkcode unmapZeros}.
+ *
+ * @param size Bytes (> 0).
+ * @returns The block.
+ * @throws {UringError} When the mapping fails.
+ * @example
+ * ```ts ignore
+ * const zeros = mapZeros(1 << 20);
+ * unmapZeros(zeros);
+ * ```
+ */
+export function mapZeros(size: number): NativeBlock {
+  const p = libc().mmap(null, BigInt(size), PROT.READ, MAP.PRIVATE | MAP.ANONYMOUS, -1, 0n);
+  if (p === null || BigInt(Deno.UnsafePointer.value(p)) === 2n ** 64n - 1n) { // MAP_FAILED
+    throw new UringError("mmap", errno(), `Cannot map ${size} bytes of zeros`);
+  }
+  return {
+    pointer: p,
+    address: Number(Deno.UnsafePointer.value(p)),
+    byteLength: size,
+    buffer: Deno.UnsafePointerView.getArrayBuffer(p, size),
+  };
+}
+
+/**
+ * Unmaps a block from {@linkcode mapZeros}.
+ *
+ * @param block The block.
+ * @example
+ * ```ts ignore
+ * unmapZeros(mapZeros(4096));
+ * ```
+ */
+export function unmapZeros(block: NativeBlock): void {
+  libc().munmap(block.pointer, BigInt(block.byteLength));
 }
 
 function allocRaw(size: number, align: number): NativeBlock {

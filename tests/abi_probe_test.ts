@@ -28,6 +28,8 @@ const PREFIXES: Record<string, string> = {
   Ioctl: "",
   S: "S_",
   MADV: "MADV_",
+  PROT: "PROT_",
+  MAP: "MAP_",
 };
 /** Exported `*_SIZE` numbers -> the C type they are the size of. */
 const SIZES: Record<string, string> = {
