@@ -80,7 +80,7 @@ try {
       const ranked = [...rates].map(([name, v]) => ({ name, ...stats(v) }))
         .sort((a, b) => b.med - a.med);
       console.log(`\n${label}, 1 → ${nDests}, GiB/s of source (median, min-max of ${ROUNDS}):`);
-      for (const r of ranked.slice(0, 12)) {
+      for (const r of ranked) {
         console.log(
           `  ${r.med.toFixed(2)}  (${r.min.toFixed(2)}-${r.max.toFixed(2)})  ${r.name}`,
         );
