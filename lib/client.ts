@@ -21,6 +21,9 @@ import {
   KcopydFlags,
 } from "./types.ts";
 
+/** The options of a job given none (shared: a job never writes to its options). */
+const NO_OPTIONS: JobOptions<any> = Object.freeze({});
+
 function positiveInt(value: unknown, name: string, min: number, max: number): number {
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min || value > max) {
     throw new RangeError(`${name} must be an integer from ${min} to ${max}: got ${value}`);
@@ -178,7 +181,7 @@ export class KcopydClient implements AsyncDisposable {
   copy<C = unknown>(
     source: IoRegion,
     dests: IoRegion[],
-    options: JobOptions<C> = {},
+    options: JobOptions<C> = NO_OPTIONS,
   ): Promise<CopyResult> {
     let flags: number;
     let src: Range;
@@ -215,7 +218,7 @@ export class KcopydClient implements AsyncDisposable {
    * await kc.zero([{ device: dst, sector: 0n, count: 64n }]);
    * ```
    */
-  zero<C = unknown>(dests: IoRegion[], options: JobOptions<C> = {}): Promise<CopyResult> {
+  zero<C = unknown>(dests: IoRegion[], options: JobOptions<C> = NO_OPTIONS): Promise<CopyResult> {
     let flags: number;
     let ranges: Range[];
     try {

@@ -93,12 +93,6 @@ export class LocalEndpoint implements Endpoint {
   ): boolean {
     if (!(to instanceof LocalEndpoint) || to.#ring !== this.#ring) return false;
     const fixed = this.#isFixed(address, length);
-    let readRes: number | undefined;
-    let writeRes: number | undefined;
-    // The two completions may arrive in either order.
-    const settle = () => {
-      if (readRes !== undefined && writeRes !== undefined) done(readRes, writeRes);
-    };
     this.#ring.queueRwLinked(
       {
         op: fixed ? Op.READ_FIXED : Op.READ,
@@ -108,14 +102,7 @@ export class LocalEndpoint implements Endpoint {
         offset: from,
       },
       { op: fixed ? Op.WRITE_FIXED : Op.WRITE, fd: to.#fd, addr: address, len: length, offset: at },
-      (res) => {
-        readRes = res;
-        settle();
-      },
-      (res) => {
-        writeRes = res;
-        settle();
-      },
+      done,
     );
     return true;
   }

@@ -166,8 +166,9 @@ export function checkDests(dests: unknown, max: number, defaultCount?: bigint): 
       `Too many destinations: ${dests.length} > ${max} (raise maxDestinations, up to 32)`,
     );
   }
-  const ranges = dests.map((d, i) => checkRegion(d, i, defaultCount));
-  ranges.forEach((r, i) => {
+  const ranges: Range[] = [];
+  for (let i = 0; i < dests.length; i++) {
+    const r = checkRegion(dests[i], i, defaultCount);
     if (!r.device.writable) {
       throw new TypeError(
         `dests[${i}] device "${r.device.path}" is opened read-only: open it with { write: true }`,
@@ -187,7 +188,8 @@ export function checkDests(dests: unknown, max: number, defaultCount?: bigint): 
         );
       }
     }
-  });
+    ranges.push(r);
+  }
   return ranges;
 }
 

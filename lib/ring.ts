@@ -34,6 +34,8 @@ import { setImmediate } from "node:timers";
 export type Prep = (sqe: Sqe) => void;
 /** Receives a completion: `res` (bytes or a negative errno) and the CQE flags. */
 export type Done = (res: number, flags: number) => void;
+/** Receives both results of a pair from {@linkcode Ring.queueRwLinked}. */
+export type PairDone = (resFirst: number, resSecond: number) => void;
 
 /** One read- or write-shaped operation for {@linkcode Ring.queueRwLinked}. */
 export interface RwOp {
@@ -136,6 +138,13 @@ export class Ring implements AsyncDisposable {
   #unsubmitted = 0;
   #used = 0; // tokens in use: prepared or in flight
   readonly #dones: (Done | undefined)[];
+  // Linked pairs from queueRwLinked, by token: the other half (-1: not a pair), whether this is
+  // the first half, a half's result while it waits for the other, and the pair's callback.
+  readonly #partner: Int32Array;
+  readonly #pairFirst: Uint8Array;
+  readonly #pairSeen: Uint8Array;
+  readonly #pairRes: Int32Array;
+  readonly #pairDones: (PairDone | undefined)[];
   readonly #free: number[];
   readonly #queue: Queued[] = [];
   #queueHead = 0;
@@ -202,6 +211,11 @@ export class Ring implements AsyncDisposable {
     }
 
     this.#dones = new Array(this.cqEntries).fill(undefined);
+    this.#partner = new Int32Array(this.cqEntries).fill(-1);
+    this.#pairFirst = new Uint8Array(this.cqEntries);
+    this.#pairSeen = new Uint8Array(this.cqEntries);
+    this.#pairRes = new Int32Array(this.cqEntries);
+    this.#pairDones = new Array(this.cqEntries).fill(undefined);
     this.#free = [];
     for (let i = this.cqEntries - 1; i >= 0; i--) this.#free.push(i);
     this.#resTokens = new Uint32Array(this.cqEntries);
@@ -346,45 +360,58 @@ export class Ring implements AsyncDisposable {
    * Queues two read- or write-shaped operations as one linked chain without `Prep` closures:
    * `second` starts only after `first` completed in full; when `first` fails or comes back short,
    * `second` completes with -ECANCELED. Both are placed in the SQ together, or queue together.
+   * `done` runs once, with both results, when both have completed (in whichever order the kernel
+   * posts them); the pair costs no allocation in the ring.
    *
    * @param first The first operation (e.g. a read into a buffer).
    * @param second The second (e.g. the write of that buffer).
-   * @param doneFirst Receives the first's `res`.
-   * @param doneSecond Receives the second's `res`.
+   * @param done Receives the first's and the second's `res`.
    * @throws {Error} When the ring is closed.
    * @example
    * ```ts ignore
    * const read = { op: Op.READ, fd: src, addr: buf.address, len: 4096, offset: 0 };
    * const write = { op: Op.WRITE, fd: dst, addr: buf.address, len: 4096, offset: 0 };
-   * ring.queueRwLinked(read, write, (r) => {}, (w) => console.log(w));
+   * ring.queueRwLinked(read, write, (r, w) => console.log(r, w));
    * ```
    */
-  queueRwLinked(first: RwOp, second: RwOp, doneFirst: Done, doneSecond: Done): void {
+  queueRwLinked(first: RwOp, second: RwOp, done: PairDone): void {
     this.#checkOpen();
     if (this.#queueHead === this.#queue.length && this.#fits(2)) {
-      this.#placeRw(first, SqeFlag.IO_LINK, doneFirst);
-      this.#placeRw(second, 0, doneSecond);
+      const a = this.#placeRw(first, SqeFlag.IO_LINK);
+      const b = this.#placeRw(second, 0);
+      this.#partner[a] = b;
+      this.#partner[b] = a;
+      this.#pairFirst[a] = 1;
+      this.#pairDones[a] = done;
     } else {
-      const prep = (op: RwOp, flags: number) => (sqe: Sqe) => {
+      const prep = (op: RwOp) => (sqe: Sqe) => {
         prepRw(sqe, op.op, op.fd, op.addr, op.len, op.offset);
         if (op.bufIndex) sqe.view.setUint16(sqe.offset + SQE.bufIndex, op.bufIndex, true);
-        if (flags) sqeSetFlags(sqe, flags);
       };
-      // #place links all but the last itself.
+      // The slow path (no room): #place links all but the last itself.
+      let left = 2;
+      let resFirst = 0;
+      let resSecond = 0;
       this.#queue.push({
-        preps: [prep(first, 0), prep(second, 0)],
-        dones: [doneFirst, doneSecond],
+        preps: [prep(first), prep(second)],
+        dones: [(r) => {
+          resFirst = r;
+          if (--left === 0) done(resFirst, resSecond);
+        }, (r) => {
+          resSecond = r;
+          if (--left === 0) done(resFirst, resSecond);
+        }],
       });
     }
     this.#scheduleFlush();
   }
 
-  #placeRw(op: RwOp, flags: number, done: Done): void {
+  #placeRw(op: RwOp, flags: number): number {
     const sqe = this.#nextSqe();
     prepRw(sqe, op.op, op.fd, op.addr, op.len, op.offset);
     if (op.bufIndex) sqe.view.setUint16(sqe.offset + SQE.bufIndex, op.bufIndex, true);
     if (flags) sqeSetFlags(sqe, flags);
-    this.#placed(done);
+    return this.#placed(undefined);
   }
 
   /**
@@ -581,7 +608,7 @@ export class Ring implements AsyncDisposable {
   }
 
   /** Tags the SQE just filled with a token for `done` and makes it part of the tail. */
-  #placed(done: Done): void {
+  #placed(done: Done | undefined): number {
     const token = this.#free.pop()!;
     const sqe = this.#sqe;
     sqe.view.setUint32(sqe.offset + SQE.userData, token, true);
@@ -590,6 +617,7 @@ export class Ring implements AsyncDisposable {
     this.#sqeTail = (this.#sqeTail + 1) >>> 0;
     this.#unsubmitted++;
     this.#used++;
+    return token;
   }
 
   /** Writes one queued item into the SQ; caller checked that it fits. */
@@ -729,11 +757,16 @@ export class Ring implements AsyncDisposable {
     const free = this.#free;
     for (let i = 0; i < n; i++) {
       const token = this.#resTokens[i];
+      this.stats.completions++;
+      const other = this.#partner[token];
+      if (other >= 0) {
+        this.#pairHalf(token, other, this.#resValues[i]);
+        continue;
+      }
       const done = dones[token];
       dones[token] = undefined;
       free.push(token);
       this.#used--;
-      this.stats.completions++;
       if (done) {
         try {
           done(this.#resValues[i], this.#resFlags[i]);
@@ -746,9 +779,53 @@ export class Ring implements AsyncDisposable {
     }
   }
 
+  /** One half of a linked pair completed: keep its result, or finish the pair. */
+  #pairHalf(token: number, other: number, res: number): void {
+    if (!this.#pairSeen[other]) {
+      this.#pairSeen[token] = 1; // its token stays taken until the other half is in
+      this.#pairRes[token] = res;
+      return;
+    }
+    const first = this.#pairFirst[token] ? token : other;
+    const resFirst = first === token ? res : this.#pairRes[other];
+    const resSecond = first === token ? this.#pairRes[other] : res;
+    const done = this.#endPair(first);
+    try {
+      done(resFirst, resSecond);
+    } catch (err) {
+      queueMicrotask(() => {
+        throw err;
+      });
+    }
+  }
+
+  /** Frees both tokens of the pair whose first half is `first`; returns its callback. */
+  #endPair(first: number): PairDone {
+    const second = this.#partner[first];
+    const done = this.#pairDones[first]!;
+    this.#pairDones[first] = undefined;
+    this.#clearHalf(first);
+    this.#clearHalf(second);
+    return done;
+  }
+
+  #clearHalf(token: number): void {
+    this.#partner[token] = -1;
+    this.#pairFirst[token] = 0;
+    this.#pairSeen[token] = 0;
+    this.#free.push(token);
+    this.#used--;
+  }
+
   /** The wait itself failed (should not happen): fail every outstanding operation. */
   #failAll(errno: number): void {
     for (let t = 0; t < this.#dones.length; t++) {
+      if (this.#partner[t] >= 0) {
+        if (!this.#pairFirst[t]) continue; // failed with its first half
+        const done = this.#endPair(t);
+        queueMicrotask(() => done(-errno, -errno));
+        continue;
+      }
       const done = this.#dones[t];
       if (!done) continue;
       this.#dones[t] = undefined;

@@ -381,13 +381,11 @@ Deno.test("queueRwLinked runs the second op only after the first, also from the 
       const dst = pool.get(12 + i);
       randomFillSync(src.bytes);
       return new Promise<[number, number]>((resolve) => {
-        let first = 0;
         // Write a block, then read it back into another buffer: only right if ordered.
         ring.queueRwLinked(
           { op: Op.WRITE, fd, addr: src.address, len: 4096, offset: i * 4096 },
           { op: Op.READ, fd, addr: dst.address, len: 4096, offset: i * 4096 },
-          (res) => first = res,
-          (res) => resolve([first, res]),
+          (w, r) => resolve([w, r]),
         );
       });
     });
@@ -395,16 +393,28 @@ Deno.test("queueRwLinked runs the second op only after the first, also from the 
     for (let i = 0; i < 12; i++) assert.deepEqual(pool.get(12 + i).bytes, pool.get(i).bytes);
     // A failed first op cancels the second.
     const spare = pool.get(24);
-    const failed = await new Promise<[number, number]>((resolve) => {
-      let first = 0;
+    const failed = await new Promise<[number, number]>((resolve) =>
       ring.queueRwLinked(
         { op: Op.READ, fd: -1, addr: spare.address, len: 4096, offset: 0 },
         { op: Op.WRITE, fd, addr: spare.address, len: 4096, offset: 0 },
-        (res) => first = res,
-        (res) => resolve([first, res]),
-      );
-    });
+        (r, w) => resolve([r, w]),
+      )
+    );
     assert.deepEqual(failed, [-9, -125]); // EBADF, then ECANCELED
+    // Pairs and single operations share the tokens: after many of both, nothing is left over.
+    await Promise.all(Array.from({ length: 40 }, (_, i) =>
+      new Promise<void>((resolve) => {
+        const b = pool.get(i % 12);
+        if (i % 2) ring.queueRw(Op.READ, fd, b.address, 4096, 0, 0, () => resolve());
+        else {
+          ring.queueRwLinked(
+            { op: Op.READ, fd, addr: b.address, len: 4096, offset: 0 },
+            { op: Op.READ, fd, addr: b.address, len: 4096, offset: 4096 },
+            () => resolve(),
+          );
+        }
+      })));
+    assert.equal(ring.inflight, 0);
   } finally {
     libc().close(fd);
     await Deno.remove(path);

@@ -14,7 +14,7 @@
  * @module
  */
 export { Ring } from "./ring.ts";
-export type { Done, Prep, RingOptions, RingStats, RwOp } from "./ring.ts";
+export type { Done, PairDone, Prep, RingOptions, RingStats, RwOp } from "./ring.ts";
 export {
   opName,
   prepCancelAny,
