@@ -342,15 +342,10 @@ export class Ring implements AsyncDisposable {
   ): void {
     this.#checkOpen();
     if (this.#queueHead === this.#queue.length && this.#fits(1)) {
-      const sqe = this.#nextSqe();
-      prepRw(sqe, op, fd, addr, len, offset);
-      if (bufIndex !== 0) sqe.view.setUint16(sqe.offset + SQE.bufIndex, bufIndex, true);
+      fillRw(this.#nextSqe(), op, fd, addr, len, offset, bufIndex);
       this.#placed(done);
     } else {
-      const prep = (sqe: Sqe) => {
-        prepRw(sqe, op, fd, addr, len, offset);
-        if (bufIndex !== 0) sqe.view.setUint16(sqe.offset + SQE.bufIndex, bufIndex, true);
-      };
+      const prep = (sqe: Sqe) => fillRw(sqe, op, fd, addr, len, offset, bufIndex);
       this.#queue.push({ preps: [prep], dones: [done] });
     }
     this.#scheduleFlush();
@@ -384,10 +379,8 @@ export class Ring implements AsyncDisposable {
       this.#pairFirst[a] = 1;
       this.#pairDones[a] = done;
     } else {
-      const prep = (op: RwOp) => (sqe: Sqe) => {
-        prepRw(sqe, op.op, op.fd, op.addr, op.len, op.offset);
-        if (op.bufIndex) sqe.view.setUint16(sqe.offset + SQE.bufIndex, op.bufIndex, true);
-      };
+      const prep = (o: RwOp) => (sqe: Sqe) =>
+        fillRw(sqe, o.op, o.fd, o.addr, o.len, o.offset, o.bufIndex ?? 0);
       // The slow path (no room): #place links all but the last itself.
       let left = 2;
       let resFirst = 0;
@@ -406,10 +399,9 @@ export class Ring implements AsyncDisposable {
     this.#scheduleFlush();
   }
 
-  #placeRw(op: RwOp, flags: number): number {
+  #placeRw(o: RwOp, flags: number): number {
     const sqe = this.#nextSqe();
-    prepRw(sqe, op.op, op.fd, op.addr, op.len, op.offset);
-    if (op.bufIndex) sqe.view.setUint16(sqe.offset + SQE.bufIndex, op.bufIndex, true);
+    fillRw(sqe, o.op, o.fd, o.addr, o.len, o.offset, o.bufIndex ?? 0);
     if (flags) sqeSetFlags(sqe, flags);
     return this.#placed(undefined);
   }
@@ -837,3 +829,17 @@ export class Ring implements AsyncDisposable {
 }
 
 function noop(): void {}
+
+/** `prepRw` plus the registered buffer index of the `*_FIXED` opcodes. */
+function fillRw(
+  sqe: Sqe,
+  op: number,
+  fd: number,
+  addr: number,
+  len: number,
+  offset: number,
+  bufIndex: number,
+): void {
+  prepRw(sqe, op, fd, addr, len, offset);
+  if (bufIndex !== 0) sqe.view.setUint16(sqe.offset + SQE.bufIndex, bufIndex, true);
+}
