@@ -16,6 +16,7 @@ import {
   prepWriteFixed,
   prepWritev,
   Ring,
+  type RwOp,
   SqeFlag,
   sqeSetFlags,
   UringError,
@@ -414,6 +415,42 @@ Deno.test("queueRwLinked runs the second op only after the first, also from the 
           );
         }
       })));
+    assert.equal(ring.inflight, 0);
+  } finally {
+    libc().close(fd);
+    await Deno.remove(path);
+  }
+});
+
+Deno.test("queueRwLinked: a short first op cancels the second; a pair refused at submission completes once", async () => {
+  const path = await tempFile(1 << 20);
+  await using ring = Ring.create({ entries: 8 });
+  using pool = new BufferPool(4, 8192);
+  const fd = openFd(path, O.RDWR | O.DIRECT);
+  const pair = (a: RwOp, b: RwOp) =>
+    new Promise<[number, number]>((resolve) => ring.queueRwLinked(a, b, (x, y) => resolve([x, y])));
+  try {
+    const [b0, b1] = [pool.get(0), pool.get(1)];
+    // 8 KiB asked for, 4 KiB left before the end of the file: a short read breaks the link.
+    const short = await pair(
+      { op: Op.READ, fd, addr: b0.address, len: 8192, offset: (1 << 20) - 4096 },
+      { op: Op.WRITE, fd, addr: b0.address, len: 8192, offset: 0 },
+    );
+    assert.deepEqual(short, [4096, -125]);
+    // No buffers are registered, so the fixed write is refused before it runs.
+    const refused = await pair(
+      { op: Op.READ, fd, addr: b1.address, len: 4096, offset: 0 },
+      { op: Op.WRITE_FIXED, fd, addr: b1.address, len: 4096, offset: 0, bufIndex: 3 },
+    );
+    assert.ok(refused[0] < 0 || refused[1] < 0, `the pair failed: ${refused}`);
+    assert.equal(ring.inflight, 0);
+    // The ring goes on working, and no late completion lands on a reused token.
+    const again = await Promise.all(Array.from({ length: 16 }, (_, i) =>
+      pair(
+        { op: Op.READ, fd, addr: pool.get(i % 4).address, len: 4096, offset: 0 },
+        { op: Op.READ, fd, addr: pool.get(i % 4).address, len: 4096, offset: 4096 },
+      )));
+    assert.deepEqual(again, new Array(16).fill([4096, 4096]));
     assert.equal(ring.inflight, 0);
   } finally {
     libc().close(fd);
