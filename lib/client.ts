@@ -271,6 +271,11 @@ export class KcopydClient implements AsyncDisposable {
         job.run().then((result) => {
           this.#active.delete(job);
           finish(result);
+        }, (err) => {
+          // Not an I/O error (those are results): a bug. Reject rather than hang.
+          this.#active.delete(job);
+          if (--this.#pending === 0) this.#wakeFlushes();
+          reject(err);
         });
       };
       const small = source !== undefined && dests.length === 1 && !flush &&
