@@ -3,14 +3,22 @@
 // another, one kcopyd job per chunk, up to INFLIGHT jobs at once (how dm-snapshot drives kcopyd).
 // Prints elapsed seconds; exits 1 if a job reports an error.
 //
-//   deno run --allow-all bench/chunk_jobs.ts SRC DST CHUNK_BYTES INFLIGHT LIST [worker|inline]
+//   deno run --allow-all bench/chunk_jobs.ts [--wait worker|inline] SRC DST CHUNK_BYTES INFLIGHT LIST
 //
 // LIST holds the chunk indices as little-endian uint32 (the same file the C reference reads).
+// --wait is the client's waitMode, as in bench/copy_job.ts (default: the library's default).
+import { parseArgs } from "node:util";
 import { KcopydClient, openDevice } from "../mod.ts";
 
-const [srcPath, dstPath, chunkArg, inFlightArg, listPath, mode = "worker"] = Deno.args;
+const { values, positionals } = parseArgs({
+  args: Deno.args,
+  allowPositionals: true,
+  options: { wait: { type: "string", default: "worker" } },
+});
+const [srcPath, dstPath, chunkArg, inFlightArg, listPath] = positionals;
+const mode = values.wait;
 if (!listPath || (mode !== "worker" && mode !== "inline")) {
-  console.error("usage: chunk_jobs.ts SRC DST CHUNK_BYTES INFLIGHT LIST [worker|inline]");
+  console.error("usage: chunk_jobs.ts [--wait worker|inline] SRC DST CHUNK_BYTES INFLIGHT LIST");
   Deno.exit(2);
 }
 const chunk = Number(chunkArg);

@@ -278,7 +278,7 @@ async function chunks(workload: string, chunk: number, refBin: string | undefine
     ["kcopyd (library)", () => selfTimed(DENO, ["run", "-A", jobs, ...args])],
     [
       "kcopyd (library, inline waits)",
-      () => selfTimed(DENO, ["run", "-A", jobs, ...args, "inline"]),
+      () => selfTimed(DENO, ["run", "-A", jobs, "--wait", "inline", ...args]),
     ],
   ];
   if (refBin) {

@@ -6,7 +6,7 @@
 import { errno, libc, MADV, MAP, PROT } from "../ffi/libc.ts";
 import { UringError } from "./uring_error.ts";
 
-/** A block of native memory from `posix_memalign`, with one ArrayBuffer over it. */
+/** A block of native memory (`posix_memalign` or `mmap`), with one ArrayBuffer over it. */
 export interface NativeBlock {
   /** The pointer as Deno sees it. */
   readonly pointer: Deno.PointerObject;
@@ -64,7 +64,8 @@ export function allocData(size: number): NativeBlock {
 /**
  * Maps `size` bytes of read-only zeros (anonymous memory): every page is the kernel's shared zero
  * page, so the block costs no RSS however large, and can only be written from (e.g. by writes
- * that zero a device). Release it with {@linkcode unmapZeros}.
+ * that zero a device): storing into its `buffer` would fault. Release it with
+ * {@linkcode unmapZeros}.
  *
  * @param size Bytes (> 0).
  * @returns The block.
